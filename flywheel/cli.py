@@ -1,0 +1,268 @@
+"""The `flywheel` command: each subcommand is the Python API with a shell around it.
+
+Exit codes (CONTRACT §4): 0 success, 1 some input rejected (the rest processed) or an
+expected failure, 2 usage error. Stage packages are imported only when their command runs.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from flywheel import console
+from flywheel.config import load_config
+from flywheel.errors import ConfigError, FlywheelError
+
+FORMATS = ("table", "json")
+
+
+def lake_option(command: Callable) -> Callable:
+    return click.option(
+        "--lake",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Lake folder. Default: $FLYWHEEL_LAKE, else `lake` in flywheel.toml, else ./lake.",
+    )(command)
+
+
+def format_option(command: Callable) -> Callable:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
+        help="table for people, json for programs.",
+    )(command)
+
+
+def expected_errors(command: Callable) -> Callable:
+    """Turn expected failures into one clear line on stderr and the right exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ConfigError as exc:
+            console.warn(f"[red]error:[/red] {exc}")
+            sys.exit(2)
+        except FlywheelError as exc:
+            console.warn(f"[red]error:[/red] {exc}")
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="flywheel")
+def cli() -> None:
+    """Flywheel: drive logs in, scenes mined, labeled, and the loop measured."""
+
+
+@cli.command()
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--logs", default=4, show_default=True, type=click.IntRange(1), help="Logs to write.")
+@click.option(
+    "--seconds",
+    default=120.0,
+    show_default=True,
+    type=click.FloatRange(1),
+    help="Length of each log.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Same seed, same bytes.")
+@click.option("--camera/--no-camera", default=False, help="Add a 1 Hz camera keyframe topic.")
+@expected_errors
+def generate(out_dir: str, logs: int, seconds: float, seed: int, camera: bool) -> None:
+    """Write synthetic ROS 2 MCAP drive logs with planted events, and OUT_DIR/truth.json.
+
+    Example: flywheel generate drives --logs 4 --seconds 120 --seed 7
+    """
+    from ingest.generate import generate as run
+
+    paths = run(out_dir, logs=logs, seconds=seconds, seed=seed, camera=camera)
+    total = sum(p.stat().st_size for p in paths)
+    console.line(f"wrote {len(paths)} logs ({total / 1e6:.1f} MB) and truth.json to {out_dir}")
+
+
+def _parse_topic_map(pairs: tuple[str, ...]) -> dict[str, str] | None:
+    from ingest.readers import KINDS
+
+    mapping = {}
+    for pair in pairs:
+        topic, sep, kind = pair.rpartition("=")
+        if not sep or not topic or kind not in KINDS:
+            raise click.BadParameter(
+                f"{pair!r}: expected TOPIC=KIND with KIND one of {', '.join(KINDS)}",
+                param_hint="--topic-map",
+            )
+        mapping[topic] = kind
+    return mapping or None
+
+
+@cli.command("ingest")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@lake_option
+@click.option(
+    "--scene-seconds",
+    type=click.FloatRange(0.5),
+    default=None,
+    help="Scene length in seconds [default: 10].",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=None,
+    help="Local Dask worker processes [default: 1, no cluster].",
+)
+@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler.")
+@click.option("--force", is_flag=True, help="Replace logs that were already ingested.")
+@click.option(
+    "--topic-map",
+    "topic_map",
+    multiple=True,
+    metavar="TOPIC=KIND",
+    help="Override recognition by type: KIND is ego, gnss, imu, objects, camera "
+    "or ignore. Repeatable.",
+)
+@click.option(
+    "--embedder", default=None, metavar="MODULE:ATTR", help="Your own scene embedder (see README)."
+)
+@format_option
+@expected_errors
+def ingest_command(
+    paths, lake, scene_seconds, workers, scheduler, force, topic_map, embedder, fmt
+) -> None:
+    """Ingest logs (files or folders, recursively) into the lake.
+
+    Example: flywheel ingest drives/ --lake lake --workers 2
+    """
+    from ingest import discover, ingest
+
+    if workers and scheduler:
+        raise click.UsageError("give --workers or --scheduler, not both")
+    config = load_config(
+        {
+            "lake": lake,
+            "ingest.scene_seconds": scene_seconds,
+            "ingest.workers": workers,
+            "ingest.embedder": embedder,
+        }
+    )
+    mapping = _parse_topic_map(topic_map)
+    try:
+        total = len(discover(paths))
+    except FlywheelError as exc:
+        raise click.UsageError(str(exc)) from exc
+    with console.progress(total, "ingest") as advance:
+        summary = ingest(
+            paths,
+            config.lake,
+            scene_seconds=config.ingest.scene_seconds,
+            workers=config.ingest.workers,
+            scheduler=scheduler,
+            force=force,
+            topic_map=mapping,
+            embedder=config.ingest.embedder,
+            on_result=lambda r: advance(1, f"{r.status} {Path(r.source_uri).name}"),
+        )
+    if fmt == "json":
+        console.print_json(summary.as_dict())
+    else:
+        print_ingest_summary(summary)
+    sys.exit(summary.exit_code)
+
+
+def print_ingest_summary(summary) -> None:
+    rows = [
+        (
+            Path(r.source_uri).name,
+            r.status,
+            r.log_id,
+            r.message_count,
+            r.n_scenes,
+            r.reason or "; ".join(r.notes[:1]) or "",
+        )
+        for r in summary.results
+    ]
+    console.table(rows, ["file", "status", "log_id", "messages", "scenes", "note"])
+    totals = summary.as_dict()
+    mb = totals["bytes"] / 1e6
+    console.line(
+        f"{totals['files']} files, {totals['ingested']} ingested, {totals['skipped']} already "
+        f"in the lake, {totals['salvaged']} salvaged, {totals['quarantined']} quarantined; "
+        f"{totals['messages']:,} messages, {totals['scenes']:,} scenes, {mb:.1f} MB "
+        f"in {totals['seconds']:.1f} s"
+    )
+    rejected = [r for r in summary.results if r.rejected]
+    for r in rejected:
+        console.warn(f"[yellow]{r.status}:[/yellow] {r.source_uri}: {r.reason}")
+
+
+@cli.command()
+@lake_option
+@format_option
+@expected_errors
+def status(lake, fmt) -> None:
+    """Summarise the lake: tables and their rows, logs, scenes by tag, quarantine.
+
+    Example: flywheel status --lake lake
+    """
+    from flywheel.summary import lake_summary, print_lake_summary
+
+    summary = lake_summary(load_config({"lake": lake}).lake)
+    if fmt == "json":
+        console.print_json(summary)
+    else:
+        print_lake_summary(summary)
+
+
+@cli.command()
+@lake_option
+@click.option("--logs", default=4, show_default=True, type=click.IntRange(1))
+@click.option("--seconds", default=120.0, show_default=True, type=click.FloatRange(10))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1))
+@expected_errors
+def demo(lake, logs, seconds, seed, workers) -> None:
+    """Run the loop on generated data: generate, ingest, and summarise the lake.
+
+    Example: flywheel demo --lake demo-lake
+    """
+    from flywheel.demo import run_demo
+
+    run_demo(
+        load_config({"lake": lake}).lake, logs=logs, seconds=seconds, seed=seed, workers=workers
+    )
+
+
+@cli.command("config")
+@format_option
+@expected_errors
+def show_config(fmt) -> None:
+    """Print the resolved configuration and where each setting came from.
+
+    Example: flywheel config --format json
+    """
+    config = load_config()
+    data = config.as_dict()
+    if fmt == "json":
+        console.print_json(data)
+        return
+    sources = data.pop("sources")
+    rows = [("lake", data["lake"], sources.get("lake", "default"))]
+    for key, value in data["ingest"].items():
+        rows.append((f"ingest.{key}", value, sources.get(f"ingest.{key}", "default")))
+    console.table(rows, ["setting", "value", "from"])
+
+
+def main() -> None:
+    cli(prog_name="flywheel")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Configuration in one place: defaults in code, then `flywheel.toml`, then environment, then flags.
+
+>>> from flywheel.config import load_config
+>>> load_config(overrides={"lake": "/tmp/lake"}).lake
+'/tmp/lake'
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from flywheel.errors import ConfigError
+
+CONFIG_FILE = "flywheel.toml"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    scene_seconds: float = 10.0
+    workers: int = 1
+    embedder: str | None = None  # "package.module:attr"; None = the built-in feature embedder
+
+
+@dataclass(frozen=True)
+class Config:
+    lake: str = "lake"
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    # where each setting came from, for `flywheel config`
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# environment variables read, and the setting each one sets
+ENVIRONMENT = {
+    "FLYWHEEL_LAKE": "lake",
+    "FLYWHEEL_WORKERS": "ingest.workers",
+    "FLYWHEEL_EMBEDDER": "ingest.embedder",
+}
+
+
+def _coerce(section: type, key: str, value: Any, origin: str) -> Any:
+    types = {f.name: f.type for f in fields(section)}
+    if key not in types:
+        raise ConfigError(f"unknown setting {key!r} in {origin}; known: {', '.join(sorted(types))}")
+    kind = types[key]
+    try:
+        if value is None:
+            return None
+        if "float" in str(kind):
+            return float(value)
+        if "int" in str(kind):
+            return int(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {key!r} in {origin} is not a valid {kind}: {value!r}") from exc
+
+
+def load_config(overrides: dict[str, Any] | None = None, cwd: str | Path | None = None) -> Config:
+    """Resolve the configuration: defaults < flywheel.toml < environment < `overrides` (flags).
+
+    `overrides` uses dotted keys for sections (``{"ingest.workers": 2}``); None values are ignored.
+    """
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    path = Path(cwd or os.getcwd()) / CONFIG_FILE
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+        for key, value in data.items():
+            if isinstance(value, dict):
+                for sub, subvalue in value.items():
+                    values[f"{key}.{sub}"] = subvalue
+                    sources[f"{key}.{sub}"] = str(path)
+            else:
+                values[key] = value
+                sources[key] = str(path)
+    for env, key in ENVIRONMENT.items():
+        if os.environ.get(env):
+            values[key] = os.environ[env]
+            sources[key] = f"${env}"
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+            sources[key] = "flag"
+
+    top: dict[str, Any] = {}
+    ingest: dict[str, Any] = {}
+    for key, value in values.items():
+        section, _, name = key.rpartition(".")
+        if section == "ingest":
+            ingest[name] = _coerce(IngestConfig, name, value, sources[key])
+        elif section == "":
+            top[name] = _coerce(Config, name, value, sources[key])
+        else:
+            raise ConfigError(f"unknown section [{section}] in {sources[key]}")
+    return Config(**top, ingest=IngestConfig(**ingest), sources=sources)

@@ -1,0 +1,191 @@
+"""The lake's tables: one Arrow schema per table, declared once (CONTRACT §2).
+
+Each schema lists the columns every row of that table has. Writers may add columns
+(``ego`` and ``scenes`` carry more than the contract requires); `check` verifies that a
+table holds at least these columns with these types and names the column that is wrong.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from flywheel.errors import LakeError
+
+UTC_TS = pa.timestamp("us", tz="UTC")
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "logs": pa.schema(
+        [
+            ("log_id", pa.string()),
+            ("source_uri", pa.string()),
+            ("bytes", pa.int64()),
+            ("message_count", pa.int64()),
+            ("start_ns", pa.int64()),
+            ("end_ns", pa.int64()),
+            ("ingested_at", UTC_TS),
+        ]
+    ),
+    "ego": pa.schema(
+        [
+            ("log_id", pa.string()),
+            ("t_ns", pa.int64()),
+            ("x", pa.float64()),
+            ("y", pa.float64()),
+            ("yaw", pa.float64()),
+            ("speed", pa.float64()),
+            ("accel", pa.float64()),
+            ("yaw_rate", pa.float64()),
+        ]
+    ),
+    "gnss": pa.schema(
+        [
+            ("log_id", pa.string()),
+            ("t_ns", pa.int64()),
+            ("lat", pa.float64()),
+            ("lon", pa.float64()),
+            ("alt", pa.float64()),
+        ]
+    ),
+    "imu": pa.schema(
+        [
+            ("log_id", pa.string()),
+            ("t_ns", pa.int64()),
+            ("ax", pa.float64()),
+            ("ay", pa.float64()),
+            ("az", pa.float64()),
+            ("wx", pa.float64()),
+            ("wy", pa.float64()),
+            ("wz", pa.float64()),
+        ]
+    ),
+    "objects": pa.schema(
+        [
+            ("log_id", pa.string()),
+            ("t_ns", pa.int64()),
+            ("track_id", pa.string()),
+            ("category", pa.string()),
+            ("x", pa.float64()),
+            ("y", pa.float64()),
+            ("distance", pa.float64()),
+            ("length", pa.float64()),
+            ("width", pa.float64()),
+            ("score", pa.float64()),
+        ]
+    ),
+    "scenes": pa.schema(
+        [
+            ("scene_id", pa.string()),
+            ("log_id", pa.string()),
+            ("start_ns", pa.int64()),
+            ("end_ns", pa.int64()),
+            ("max_speed", pa.float64()),
+            ("min_accel", pa.float64()),
+            ("min_object_distance", pa.float64()),
+            ("n_tracks", pa.int64()),
+            ("n_pedestrians", pa.int64()),
+            ("n_vehicles", pa.int64()),
+            ("tags", pa.list_(pa.string())),
+            ("embedding", pa.list_(pa.float32())),
+            ("embedding_version", pa.string()),
+        ]
+    ),
+    "quarantine": pa.schema(
+        [
+            ("source_uri", pa.string()),
+            ("reason", pa.string()),
+            ("at", UTC_TS),
+            ("sha256", pa.string()),
+            ("bytes", pa.int64()),
+        ]
+    ),
+    "selections": pa.schema(
+        [
+            ("selection", pa.string()),
+            ("scene_id", pa.string()),
+            ("score", pa.float64()),
+            ("rank", pa.int64()),
+            ("query", pa.string()),
+            ("created_at", UTC_TS),
+        ]
+    ),
+    "tasks": pa.schema(
+        [
+            ("batch_id", pa.string()),
+            ("scene_id", pa.string()),
+            ("vendor", pa.string()),
+            ("external_id", pa.string()),
+            ("status", pa.string()),
+            ("submitted_at", UTC_TS),
+            ("completed_at", UTC_TS),
+        ]
+    ),
+    "labels": pa.schema(
+        [
+            ("batch_id", pa.string()),
+            ("scene_id", pa.string()),
+            ("vendor", pa.string()),
+            ("annotator", pa.string()),
+            ("result", pa.string()),
+            ("completed_at", UTC_TS),
+        ]
+    ),
+    "events": pa.schema(
+        [
+            ("entity_id", pa.string()),
+            ("stage", pa.string()),
+            ("at", UTC_TS),
+            ("attrs", pa.string()),
+        ]
+    ),
+}
+
+# Tables whose rows belong to one ingested log: they are visible only once the log's row in
+# `logs` is published, so a crash between writing them and publishing the log hides them.
+PER_LOG_TABLES = ("ego", "gnss", "imu", "objects", "scenes")
+
+TABLES = tuple(SCHEMAS)
+
+
+def check(name: str, table: pa.Table) -> None:
+    """Raise LakeError naming the first required column that is missing or of the wrong type.
+
+    >>> check("gnss", pa.table({"log_id": ["a"]}))
+    Traceback (most recent call last):
+    ...
+    flywheel.errors.LakeError: table gnss: column 't_ns' is missing (expected int64)
+    """
+    schema = SCHEMAS[name]
+    for column in schema:
+        if column.name not in table.column_names:
+            raise LakeError(
+                f"table {name}: column {column.name!r} is missing (expected {column.type})"
+            )
+        actual = table.schema.field(column.name).type
+        if actual != column.type and not (pa.types.is_null(actual)):
+            raise LakeError(
+                f"table {name}: column {column.name!r} is {actual}, expected {column.type}"
+            )
+
+
+def conform(name: str, table: pa.Table) -> pa.Table:
+    """Cast the required columns to their declared types (extra columns kept), then `check`."""
+    schema = SCHEMAS[name]
+    for column in schema:
+        if column.name in table.column_names:
+            index = table.column_names.index(column.name)
+            current = table.column(index)
+            if current.type != column.type:
+                try:
+                    table = table.set_column(index, column.name, current.cast(column.type))
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise LakeError(
+                        f"table {name}: column {column.name!r} ({current.type}) "
+                        f"cannot be cast to {column.type}: {exc}"
+                    ) from exc
+    check(name, table)
+    return table
+
+
+def empty(name: str) -> pa.Table:
+    """An empty table with the declared schema."""
+    return SCHEMAS[name].empty_table()

@@ -1,0 +1,1 @@
+"""Mining: scene search over the lake (SQL with DuckDB, similarity with FAISS). Issue 3."""
