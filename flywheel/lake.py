@@ -179,7 +179,7 @@ class Lake:
     def read(self, table: str, columns: list[str] | None = None) -> pa.Table:
         """Read a whole table (published rows only) as Arrow."""
         select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
-        return self.connect().execute(f'SELECT {select} FROM "{table}"').to_arrow_table()
+        return self.connect().sql(f'SELECT {select} FROM "{table}"').to_arrow_table()
 
 
 def resolve(lake: str | os.PathLike | Lake | None = None) -> Lake:

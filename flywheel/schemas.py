@@ -161,10 +161,25 @@ def check(name: str, table: pa.Table) -> None:
                 f"table {name}: column {column.name!r} is missing (expected {column.type})"
             )
         actual = table.schema.field(column.name).type
-        if actual != column.type and not (pa.types.is_null(actual)):
+        if not _same_type(actual, column.type):
             raise LakeError(
                 f"table {name}: column {column.name!r} is {actual}, expected {column.type}"
             )
+
+
+UTC_NAMES = {"UTC", "Etc/UTC", "+00:00", "Z"}  # DuckDB reads UTC back as Etc/UTC
+
+
+def _same_type(actual: pa.DataType, expected: pa.DataType) -> bool:
+    if actual == expected or pa.types.is_null(actual):
+        return True
+    return (
+        pa.types.is_timestamp(actual)
+        and pa.types.is_timestamp(expected)
+        and actual.unit == expected.unit
+        and actual.tz in UTC_NAMES
+        and expected.tz in UTC_NAMES
+    )
 
 
 def conform(name: str, table: pa.Table) -> pa.Table:

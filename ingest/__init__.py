@@ -1,0 +1,28 @@
+"""Ingest: drive logs (MCAP, ROS 1 bags, ROS 2 bags) into the lake's Parquet tables.
+
+>>> from ingest import ingest
+>>> ingest(["drives/"], lake="lake", workers=2).exit_code     # doctest: +SKIP
+0
+"""
+
+from ingest.embed import Embedder, FeatureEmbedder, add_embedding, load_embedder
+from ingest.generate import generate
+from ingest.pipeline import FileResult, IngestSummary, discover, ingest, ingest_file
+from ingest.readers import DecodedLog, read_log
+from ingest.scenes import build_scenes
+
+__all__ = [
+    "DecodedLog",
+    "Embedder",
+    "FeatureEmbedder",
+    "FileResult",
+    "IngestSummary",
+    "add_embedding",
+    "build_scenes",
+    "discover",
+    "generate",
+    "ingest",
+    "ingest_file",
+    "load_embedder",
+    "read_log",
+]

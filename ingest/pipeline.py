@@ -1,0 +1,400 @@
+"""Ingest: source files in, lake tables out, each log exactly once.
+
+One log is one unit of work (`ingest_file`): hash the file, take the log's lock, decode, build
+scenes and embeddings, write the per-log tables, then publish the `logs` row. Files run in
+parallel on Dask (`workers` local processes, or an existing cluster at `scheduler`); each task
+writes its own files, so rows are identical whatever the parallelism.
+
+>>> ingest(["drives/"], lake="lake", workers=2).exit_code      # doctest: +SKIP
+0
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from flywheel import events
+from flywheel.errors import FlywheelError, InputError
+from flywheel.lake import Lake, resolve
+
+LOG_SUFFIXES = (".mcap", ".bag", ".db3")
+ROSBAG2_METADATA = "metadata.yaml"
+LOG_ID_LENGTH = 20  # hex digits of the sha256 kept as the id: 80 bits, collisions negligible
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    scene_seconds: float = 10.0
+    force: bool = False
+    topic_map: Mapping[str, str] | None = None
+    embedder: str | None = None
+
+
+@dataclass
+class FileResult:
+    """What happened to one source: ingested, replaced, skipped, salvaged or quarantined."""
+
+    source_uri: str
+    status: str
+    log_id: str | None = None
+    bytes: int = 0
+    message_count: int = 0
+    n_scenes: int = 0
+    seconds: float = 0.0
+    reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> bool:
+        return self.status in ("quarantined", "salvaged")
+
+
+@dataclass
+class IngestSummary:
+    results: list[FileResult]
+    seconds: float
+
+    @property
+    def exit_code(self) -> int:
+        """0 when everything ingested, 1 when some input was rejected (CONTRACT §4)."""
+        return 1 if any(r.rejected for r in self.results) else 0
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+    def as_dict(self) -> dict:
+        return {
+            "seconds": round(self.seconds, 3),
+            "files": len(self.results),
+            "ingested": self.count("ingested") + self.count("replaced"),
+            "skipped": self.count("skipped"),
+            "salvaged": self.count("salvaged"),
+            "quarantined": self.count("quarantined"),
+            "bytes": sum(r.bytes for r in self.results),
+            "messages": sum(r.message_count for r in self.results),
+            "scenes": sum(r.n_scenes for r in self.results),
+            "results": [asdict(r) for r in self.results],
+        }
+
+
+def discover(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Sources under `paths`: files as given, folders searched recursively for logs.
+
+    In a folder, files ending in .mcap, .bag or .db3 are logs and a folder holding
+    metadata.yaml is one rosbag2 log; other files there (a README, truth.json) are not
+    logs and are left alone. A file named explicitly is always tried.
+    """
+    found: dict[Path, None] = {}
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise InputError(f"{raw}: no such file or folder", path=str(raw))
+        if path.is_file() or (path / ROSBAG2_METADATA).is_file():
+            found[path.absolute()] = None
+            continue
+        for folder, subfolders, files in os.walk(path):
+            here = Path(folder)
+            subfolders.sort()
+            for sub in list(subfolders):
+                if (here / sub / ROSBAG2_METADATA).is_file():
+                    found[(here / sub).absolute()] = None
+                    subfolders.remove(sub)
+            for name in sorted(files):
+                if name.endswith(LOG_SUFFIXES) and not name.startswith("."):
+                    found[(here / name).absolute()] = None
+    return list(found)
+
+
+def content_hash(path: Path) -> tuple[str, int]:
+    """sha256 of the file (or of every file of a rosbag2 folder) and the byte count."""
+    digest = hashlib.sha256()
+    members = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    size = 0
+    for member in members:
+        if path.is_dir():
+            digest.update(str(member.relative_to(path)).encode())
+        with open(member, "rb") as handle:
+            for block in iter(functools.partial(handle.read, 1 << 20), b""):
+                digest.update(block)
+                size += len(block)
+    return digest.hexdigest(), size
+
+
+@functools.cache
+def _embedder(spec: str | None):
+    from ingest.embed import load_embedder
+
+    return load_embedder(spec)
+
+
+def ingest_file(root: str, source: str, options: IngestOptions) -> FileResult:
+    """Ingest one source into the lake at `root`; safe in any process, any number of times."""
+    from ingest.embed import add_embedding
+    from ingest.readers import read_log
+    from ingest.scenes import build_scenes
+
+    started = time.perf_counter()
+    lake = Lake(root)
+    path = Path(source)
+    uri = path.absolute().as_uri()
+    try:
+        sha, size = content_hash(path)
+    except OSError as exc:
+        return _quarantine(lake, uri, None, 0, f"cannot read the file: {exc.strerror}", started)
+    log_id = sha[:LOG_ID_LENGTH]
+    result = FileResult(source_uri=uri, status="ingested", log_id=log_id, bytes=size)
+
+    with lake.lock(f"log-{log_id}"):
+        if lake.exists("logs", log_id) and not options.force:
+            result.status = "skipped"
+            result.reason = "already ingested (same content); rerun with --force to replace it"
+            result.seconds = time.perf_counter() - started
+            return result
+        replacing = lake.exists("logs", log_id)
+        try:
+            log = read_log(path, topic_map=options.topic_map)
+        except InputError as exc:
+            return _quarantine(lake, uri, sha, size, exc.message, started, log_id)
+        except Exception as exc:  # a bug or an input we never saw: keep going with the rest
+            reason = f"unexpected {type(exc).__name__} while decoding ({exc}); please report it"
+            return _quarantine(lake, uri, sha, size, reason, started, log_id)
+
+        embedder = _embedder(options.embedder)
+        scenes = build_scenes(
+            log_id, log.ego, log.objects, log.gnss, log.camera, options.scene_seconds
+        )
+        scenes = add_embedding(scenes, embedder)
+        tables = {
+            "ego": log.ego,
+            "gnss": log.gnss,
+            "imu": log.imu,
+            "objects": log.objects,
+            "scenes": scenes,
+        }
+        for name, table in tables.items():
+            if table is not None and table.num_rows:
+                lake.write(name, _with_log_id(table, log_id), name=log_id)
+            else:
+                lake.remove(name, log_id)
+
+        ingested_at = events.now()
+        notes = list(log.warnings)
+        if log.truncated:
+            notes.insert(0, log.truncated)
+        events.record(
+            lake,
+            [log_id],
+            "ingested",
+            at=ingested_at,
+            attrs={"source_uri": uri, "n_scenes": scenes.num_rows},
+            name=f"ingested-{log_id}",
+        )
+        if log.truncated:
+            _write_quarantine(lake, uri, sha, size, f"truncated: {log.truncated}", log_id)
+        else:
+            lake.remove("quarantine", log_id)
+        lake.write(
+            "logs",
+            _logs_row(
+                log_id, sha, uri, size, log, scenes, options, notes, ingested_at, embedder.version
+            ),
+            name=log_id,
+        )
+
+    result.status = "salvaged" if log.truncated else ("replaced" if replacing else "ingested")
+    result.reason = log.truncated
+    result.message_count = log.message_count
+    result.n_scenes = scenes.num_rows
+    result.notes = notes
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _with_log_id(table: pa.Table, log_id: str) -> pa.Table:
+    if "log_id" in table.column_names:
+        table = table.drop_columns(["log_id"])
+    return table.add_column(0, "log_id", pa.array([log_id] * table.num_rows, pa.string()))
+
+
+def _logs_row(log_id, sha, uri, size, log, scenes, options, notes, ingested_at, version):
+    topics = [
+        {
+            "topic": t.topic,
+            "msgtype": t.msgtype,
+            "encoding": t.encoding,
+            "count": t.count,
+            "kind": t.kind,
+        }
+        for t in log.topics
+    ]
+    decoded = [t for t in log.topics if t.kind and t.kind != "ignore"]
+    status = "salvaged" if log.truncated else ("ok" if decoded else "no_recognised_topics")
+    return pa.table(
+        {
+            "log_id": [log_id],
+            "source_uri": [uri],
+            "bytes": pa.array([size], pa.int64()),
+            "message_count": pa.array([log.message_count], pa.int64()),
+            "start_ns": pa.array([log.start_ns], pa.int64()),
+            "end_ns": pa.array([log.end_ns], pa.int64()),
+            "ingested_at": pa.array([ingested_at], pa.timestamp("us", tz="UTC")),
+            "sha256": [sha],
+            "format": [log.format],
+            "status": [status],
+            "topics": [json.dumps(topics)],
+            "n_scenes": pa.array([scenes.num_rows], pa.int64()),
+            "scene_seconds": [float(options.scene_seconds)],
+            "embedding_version": [version],
+            "notes": pa.array([notes], pa.list_(pa.string())),
+        }
+    )
+
+
+def _write_quarantine(lake, uri, sha, size, reason, name):
+    row = pa.table(
+        {
+            "source_uri": [uri],
+            "reason": [reason],
+            "at": pa.array([events.now()], pa.timestamp("us", tz="UTC")),
+            "sha256": [sha],
+            "bytes": pa.array([size], pa.int64()),
+        }
+    )
+    lake.write("quarantine", row, name=name or hashlib.sha256(uri.encode()).hexdigest()[:20])
+
+
+def _quarantine(lake, uri, sha, size, reason, started, log_id=None) -> FileResult:
+    _write_quarantine(lake, uri, sha, size, reason, log_id)
+    return FileResult(
+        source_uri=uri,
+        status="quarantined",
+        log_id=log_id,
+        bytes=size,
+        reason=reason,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def ingest(
+    paths: Sequence[str | os.PathLike],
+    lake: str | os.PathLike | Lake | None = None,
+    *,
+    scene_seconds: float = 10.0,
+    workers: int = 1,
+    scheduler: str | None = None,
+    force: bool = False,
+    topic_map: Mapping[str, str] | None = None,
+    embedder: str | None = None,
+    on_result: Callable[[FileResult], None] | None = None,
+) -> IngestSummary:
+    """Ingest every log under `paths` into `lake`; see the module docstring.
+
+    >>> ingest(["drive.mcap"], lake="lake").count("ingested")   # doctest: +SKIP
+    1
+    """
+    started = time.perf_counter()
+    target = resolve(lake)
+    target.root.mkdir(parents=True, exist_ok=True)
+    target.clean_temporary()
+    sources = discover(paths)
+    _embedder(embedder)  # fail fast on a bad embedder spec, before any work is sent out
+    options = IngestOptions(scene_seconds, force, dict(topic_map) if topic_map else None, embedder)
+    # largest first, so one big file does not finish last on an otherwise idle cluster
+    sources.sort(key=_size, reverse=True)
+    root = str(target.root)
+    results: list[FileResult] = []
+
+    def done(result: FileResult) -> None:
+        results.append(result)
+        if on_result:
+            on_result(result)
+
+    if scheduler is None and workers <= 1:
+        for source in sources:
+            done(ingest_file(root, str(source), options))
+    else:
+        _run_on_dask(root, sources, options, workers, scheduler, done)
+    results.sort(key=lambda r: r.source_uri)
+    return IngestSummary(results, time.perf_counter() - started)
+
+
+def _run_on_dask(root, sources, options, workers, scheduler, done) -> None:
+    if scheduler:
+        _run_on_cluster(root, sources, options, scheduler, done)
+        return
+    # On one machine, Dask's process-pool scheduler: no scheduler/nanny processes competing
+    # with the work for the two cores (measured: 1.65x on 2 workers vs 1.5x with LocalCluster).
+    import dask
+    from dask.callbacks import Callback
+
+    tasks = [
+        dask.delayed(ingest_file, pure=False)(root, str(s), options, dask_key_name=f"ingest-{i}")
+        for i, s in enumerate(sources)
+    ]
+
+    class Finished(Callback):
+        def _posttask(self, key, result, dsk, state, worker_id):
+            done(result)
+
+    with Finished():
+        dask.compute(*tasks, scheduler="processes", num_workers=workers)
+
+
+def _run_on_cluster(root, sources, options, scheduler, done) -> None:
+    from distributed import Client, as_completed
+
+    try:
+        client = Client(scheduler, timeout="10s")
+    except OSError as exc:
+        raise FlywheelError(
+            f"cannot reach the Dask scheduler at {scheduler}: {exc}; check the address "
+            "and that `dask scheduler` is running"
+        ) from exc
+    try:
+        futures = [
+            client.submit(
+                ingest_file, root, str(s), options, key=f"ingest-{i}-{s.name}", pure=False
+            )
+            for i, s in enumerate(sources)
+        ]
+        for future in as_completed(futures):
+            done(future.result())
+    finally:
+        client.close()
+
+
+def _size(path: Path) -> int:
+    try:
+        if path.is_dir():
+            return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def progress_printer(total: int) -> Callable[[FileResult], None]:
+    """A callback printing one plain line per finished file to stderr (no terminal needed)."""
+    count = 0
+
+    def report(result: FileResult) -> None:
+        nonlocal count
+        count += 1
+        name = result.source_uri.rsplit("/", 1)[-1]
+        print(f"[{count}/{total}] {result.status:<11} {name}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def utc(ns: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC)
