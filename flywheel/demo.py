@@ -45,8 +45,42 @@ def run_demo(
     console.line("[bold]3. the lake[/bold]")
     state = lake_summary(target)
     print_lake_summary(state)
-    planted: dict[str, int] = {}
-    for event in truth["events"]:
-        planted[event["kind"]] = planted.get(event["kind"], 0) + 1
-    console.table(sorted(planted.items()), ["planted event", "count"], title="generator truth")
-    return {"ingest": summary.as_dict(), "lake": state, "truth": planted}
+    found = planted_events_found(target, truth)
+    console.table(
+        [(kind, n, hit, f"{hit / n:.0%}") for kind, (n, hit) in sorted(found.items())],
+        ["planted event", "planted", "found by tag", "recall"],
+        title="generator truth vs scene tags",
+    )
+    return {"ingest": summary.as_dict(), "lake": state, "truth": found}
+
+
+# the scene tag that should mark each kind of planted event
+TAG_OF_EVENT = {
+    "hard_brake": "hard_brake",
+    "pedestrian_crossing": "pedestrian_in_path",
+    "cut_in": "cut_in",
+    "animal": "animal",
+    "unknown_object": "unknown_object",
+}
+
+
+def planted_events_found(lake: Lake, truth: dict) -> dict[str, tuple[int, int]]:
+    """Per event kind: (planted, how many overlap a scene carrying the matching tag)."""
+    import pyarrow as pa
+
+    con = lake.connect()
+    rows = [e | {"tag": TAG_OF_EVENT.get(e["kind"], e["kind"])} for e in truth["events"]]
+    if not rows:
+        return {}
+    con.register("planted", pa.Table.from_pylist(rows))
+    found = con.execute(
+        """
+        SELECT p.kind, count(*) AS planted,
+               count(*) FILTER (WHERE EXISTS (
+                   SELECT 1 FROM scenes s JOIN logs l USING (log_id)
+                   WHERE l.source_uri LIKE '%/' || p.log AND s.start_ns < p.end_ns
+                     AND s.end_ns > p.start_ns AND list_contains(s.tags, p.tag))) AS found
+        FROM planted p GROUP BY p.kind
+        """
+    ).fetchall()
+    return {kind: (planted, hit) for kind, planted, hit in found}

@@ -439,11 +439,15 @@ def _plan(logs: int, seconds: float, seed: int) -> list[_LogPlan]:
         highway[int(rng.integers(logs))] = False
     if logs >= 2 and not any(highway):
         highway[int(rng.integers(logs))] = True
-    # Start times spread over the day (UTC); with >= 3 logs one always falls in 21:00-05:00.
+    # Start times spread over the local (solar) day; with >= 3 logs one always falls at night
+    # (21:00-05:00 local), so day and night scenes both exist.
     phase = rng.uniform(0, 24)
     plans = []
     for i in range(logs):
-        hour = (phase + 24.0 * i / max(logs, 1) + rng.uniform(-0.5, 0.5)) % 24
+        city = _CITIES[int(rng.integers(len(_CITIES)))]
+        city = (city[0] + rng.uniform(-0.03, 0.03), city[1] + rng.uniform(-0.03, 0.03), city[2])
+        local_hour = (phase + 24.0 * i / max(logs, 1) + rng.uniform(-0.5, 0.5)) % 24
+        hour = (local_hour - city[1] / 15.0) % 24  # solar time: 15 degrees of longitude an hour
         day = int(rng.integers(0, 365))
         start_ns = EPOCH_2026_NS + day * 86_400 * 10**9 + int(hour * 3600 * 1e3) * 10**6
         start_ns += int(rng.integers(0, 10**9))
@@ -452,8 +456,6 @@ def _plan(logs: int, seconds: float, seed: int) -> list[_LogPlan]:
         while t + 12 <= seconds:
             slots.append(float(t))
             t += rng.uniform(28, 48) if highway[i] else rng.uniform(36, 58)  # room for stops
-        city = _CITIES[int(rng.integers(len(_CITIES)))]
-        city = (city[0] + rng.uniform(-0.03, 0.03), city[1] + rng.uniform(-0.03, 0.03), city[2])
         plans.append(_LogPlan(i, highway[i], slots, [], start_ns, city))
     # Kinds: the required ones first, on random slots that suit them, then weighted draws.
     free = [(p.index, t) for p in plans for t in p.slots]
@@ -914,6 +916,11 @@ def _png(rgb: np.ndarray) -> bytes:
     )
 
 
+def local_hour(t_ns: int, lon: float) -> float:
+    """Local solar hour at longitude `lon` (what the scenes' `start_hour_local` uses)."""
+    return ((t_ns / 1e9) % 86_400 / 3600 + lon / 15.0) % 24
+
+
 def _render(det: _Detections, lo: int, hi: int, night: bool) -> bytes:
     """A 160x90 bird's-eye view: ego at the bottom centre, 0.5 m a pixel, forward up."""
     h, w, scale = 90, 160, 0.5
@@ -984,7 +991,7 @@ def _write_log(
     jitter = rng.integers(0, 1_000_000, (n, 4))
     base = plan.start_ns + np.arange(n, dtype=np.int64) * FRAME_NS
     bounds = np.searchsorted(det.frame, np.arange(n + 1))
-    night = not 6 <= ((plan.start_ns // 10**9) % 86_400) / 3600 < 20
+    night = not 6 <= local_hour(plan.start_ns, plan.city[1]) < 20
     counts = dict.fromkeys(TOPICS, 0)
     if not camera:
         del counts["/camera/front/compressed"]

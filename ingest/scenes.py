@@ -40,6 +40,12 @@ CATEGORY_COLUMNS = {
 # --- geometry of "in the ego path" (ego frame: x forward, y left) --------------------------
 PATH_HALF_WIDTH_M = 1.8  # half a 3.6 m lane: the object's centre is in the ego lane
 PATH_LENGTH_M = 50.0  # about 2.5 s at highway speed; farther objects are not yet a concern
+# the corridor bends with the ego's current curvature (yaw rate / speed): on a curve the lane
+# ahead is not the straight line x > 0, y = 0; below this speed curvature is unreliable
+PATH_MIN_SPEED = 1.0
+PATH_SMOOTH_S = 1.0  # yaw rate averaged over this long: sensor noise must not bend the path
+PATH_MIN_YAW_RATE = 0.03  # rad/s; below this the road is taken as straight (noise deadband)
+MIN_SCORE = 0.5  # detections less confident than this are likely false positives: not counted
 NEARBY_M = 30.0  # tracks whose lateral motion matters (could enter the ego lane soon)
 CUT_IN_OUTSIDE_M = 2.5  # |y| beyond this: the vehicle is in the adjacent lane
 CUT_IN_INSIDE_M = 1.5  # |y| below this: it is now in the ego lane, not merely drifting
@@ -190,7 +196,7 @@ def build_scenes(
     }
     out.update(_ego_features(ego_t, ego_cols, starts, ends))
     objs = _object_arrays(objects, starts, ends)
-    out.update(_object_features(objs, ego_t, ego_cols["speed"], n))
+    out.update(_object_features(objs, ego_t, ego_cols, n))
     out.update(_place_and_time(gnss, starts, ends))
     out["keyframe_t_ns"] = _keyframes(camera, starts, ends)
     out["tags"] = _tags(out)
@@ -334,6 +340,9 @@ def _object_arrays(objects: pa.Table | None, starts, ends) -> dict[str, np.ndarr
     objects, t = _times(objects)
     w = _window_of(t, starts, ends)
     keep = w >= 0
+    if "score" in objects.column_names:
+        score = _float(objects, "score")
+        keep &= ~(score < MIN_SCORE)  # NaN (no score logged) is kept
     if not keep.any():
         return None
     objects = objects.filter(pa.array(keep))
@@ -365,6 +374,33 @@ def _object_arrays(objects: pa.Table | None, starts, ends) -> dict[str, np.ndarr
         "t": t, "w": w, "x": x, "y": y, "distance": distance,
         "names": names, "cat": cat, "track": track, "tracked": tracked,
     }  # fmt: skip
+
+
+def _curvature(ego_t: np.ndarray, ego_cols: dict[str, np.ndarray]) -> np.ndarray:
+    """Path curvature (1/m) per ego sample from the smoothed yaw rate; 0 when slow or unknown."""
+    speed, yaw_rate = ego_cols["speed"], ego_cols.get("yaw_rate")
+    if yaw_rate is None or ego_t.size == 0:
+        return np.zeros(speed.size)
+    rate = np.where(np.isfinite(yaw_rate), yaw_rate, 0.0)
+    # centred moving average over PATH_SMOOTH_S via cumulative sums (irregular sampling is fine)
+    cumulative = np.concatenate([[0.0], np.cumsum(rate)])
+    half = int(PATH_SMOOTH_S * NS / 2)
+    lo = np.searchsorted(ego_t, ego_t - half, side="left")
+    hi = np.searchsorted(ego_t, ego_t + half, side="right")
+    smooth = (cumulative[hi] - cumulative[lo]) / np.maximum(hi - lo, 1)
+    smooth = np.where(np.abs(smooth) < PATH_MIN_YAW_RATE, 0.0, smooth)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        kappa = np.where(speed > PATH_MIN_SPEED, smooth / speed, 0.0)
+    return np.where(np.isfinite(kappa), kappa, 0.0)
+
+
+def _ego_at(t: np.ndarray, ego_t: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`values` (one per ego sample) interpolated at times `t`; 0 where nothing is known."""
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros(t.size)
+    rel = (ego_t[finite] - ego_t[0]).astype(np.float64)
+    return np.interp((t - ego_t[0]).astype(np.float64), rel, values[finite])
 
 
 def _untracked_ids(t, cat, y, track, tracked) -> np.ndarray:
@@ -412,7 +448,7 @@ def _track_velocity(o: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return vx, vy
 
 
-def _object_features(o, ego_t, ego_speed, n) -> dict[str, np.ndarray]:
+def _object_features(o, ego_t, ego_cols, n) -> dict[str, np.ndarray]:
     zeros = np.zeros(n, np.int64)
     nan = np.full(n, np.nan)
     flags = {name: np.zeros(n, bool) for name in ("near_miss", "pedestrian", "cyclist", "cut_in")}
@@ -442,7 +478,11 @@ def _object_features(o, ego_t, ego_speed, n) -> dict[str, np.ndarray]:
     for column, category in CATEGORY_COLUMNS.items():
         out[column] = _distinct(w, track, name_of == category, n)
 
-    in_path = (np.abs(y) < PATH_HALF_WIDTH_M) & (x > 0) & (x < PATH_LENGTH_M)
+    ego_speed = ego_cols["speed"]
+    curvature = _ego_at(o["t"], ego_t, _curvature(ego_t, ego_cols))
+    path_y = 0.5 * curvature * x * x  # the arc the ego drives, to second order
+    lateral = y - path_y  # offset from the ego's path, not from its heading
+    in_path = (np.abs(lateral) < PATH_HALF_WIDTH_M) & (x > 0) & (x < PATH_LENGTH_M)
     out["n_in_path"] = _distinct(w, track, in_path, n)
     out["min_in_path_distance"] = _group_min(w, np.where(in_path, x, np.nan), n)
 
@@ -455,18 +495,13 @@ def _object_features(o, ego_t, ego_speed, n) -> dict[str, np.ndarray]:
     out["max_track_lateral_speed"] = _group_max(w, np.where(nearby, np.abs(vy), np.nan), n)
 
     # near miss: closing fast, or very close in the path while the ego is moving
-    finite = np.isfinite(ego_speed)
-    if finite.any():
-        rel = (ego_t[finite] - ego_t[0]).astype(np.float64)
-        speed_then = np.interp((o["t"] - ego_t[0]).astype(np.float64), rel, ego_speed[finite])
-    else:
-        speed_then = np.zeros(w.size)
+    speed_then = _ego_at(o["t"], ego_t, ego_speed)
     close = in_path & (x < NEAR_MISS_DISTANCE_M) & (speed_then > NEAR_MISS_MIN_SPEED)
     with np.errstate(invalid="ignore"):
         flags["near_miss"] = (out["min_ttc_s"] < NEAR_MISS_TTC_S) | (_group_count(w, n, close) > 0)
     flags["pedestrian"] = _group_count(w, n, in_path & (name_of == "pedestrian")) > 0
     flags["cyclist"] = _group_count(w, n, in_path & (name_of == "cyclist")) > 0
-    flags["cut_in"] = _cut_in(w, track, x, y, is_vehicle, n)
+    flags["cut_in"] = _cut_in(w, track, x, lateral, is_vehicle, n)
 
     # sorted distinct categories per window, as list offsets + values
     pairs = np.unique(w * len(names) + cat)

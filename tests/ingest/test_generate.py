@@ -16,7 +16,7 @@ import pytest
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
-from ingest.generate import TOPICS, generate
+from ingest.generate import TOPICS, generate, local_hour
 
 CLASSES = {"car", "truck", "bus", "motorcycle", "pedestrian", "cyclist", "animal", "unknown"}
 
@@ -239,8 +239,9 @@ def test_default_size_has_every_kind_and_times_across_the_day(truth):
     assert set(kinds) <= {"hard_brake", "pedestrian_crossing", "cut_in", "animal", "unknown_object"}
     starts = [datetime.fromtimestamp(log["start_ns"] / 1e9, UTC) for log in truth["logs"]]
     assert {s.year for s in starts} == {2026}
-    assert any(s.hour >= 21 or s.hour < 5 for s in starts)  # a night drive
-    assert any(8 <= s.hour < 18 for s in starts)  # a day drive
+    hours = [local_hour(log["start_ns"], log["origin"]["lon"]) for log in truth["logs"]]
+    assert any(h >= 21 or h < 5 for h in hours), hours  # a night drive, in local solar time
+    assert any(8 <= h < 18 for h in hours), hours  # a day drive
     assert {log["regime"] for log in truth["logs"]} == {"urban", "highway"}
 
 

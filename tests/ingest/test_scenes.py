@@ -334,3 +334,35 @@ def test_schema_declares_features_and_tags_in_order():
 def test_scene_seconds_must_be_positive():
     with pytest.raises(ValueError, match="scene_seconds"):
         build_scenes("log", drive(5.0), None, scene_seconds=0)
+
+
+def test_the_path_corridor_follows_the_ego_curve():
+    # ego turning left at 0.2 rad/s and 10 m/s: curvature 0.02 /m, the lane 30 m ahead
+    # lies 9 m to the left; a pedestrian standing there is in the path, one at y=0 is not
+    ego = drive(10.0)
+    ego = ego.set_column(
+        ego.schema.get_field_index("yaw_rate"), "yaw_rate", pa.array(np.full(ego.num_rows, 0.2))
+    )
+    on_curve = build_scenes("L", ego, objects(track("p1", "pedestrian", 2, 8, (30, 30), (9, 9))))
+    straight_ahead = build_scenes(
+        "L", ego, objects(track("p2", "pedestrian", 2, 8, (30, 30), (0, 0)))
+    )
+    assert "pedestrian_in_path" in rows(on_curve)[0]["tags"]
+    assert "pedestrian_in_path" not in rows(straight_ahead)[0]["tags"]
+    # a straight drive with a noisy yaw rate keeps the straight corridor
+    noisy = drive(10.0)
+    jitter = np.random.default_rng(0).normal(0, 0.02, noisy.num_rows)
+    noisy = noisy.set_column(noisy.schema.get_field_index("yaw_rate"), "yaw_rate", pa.array(jitter))
+    ahead = build_scenes("L", noisy, objects(track("p3", "pedestrian", 2, 8, (45, 45), (0, 0))))
+    assert "pedestrian_in_path" in rows(ahead)[0]["tags"]
+
+
+def test_low_confidence_detections_are_not_counted():
+    ghost = track("g", "unknown", 2, 2.1, (20, 20), (0, 0))
+    ghost["score"] = [0.35] * len(ghost["t_ns"])
+    car = track("c", "car", 2, 8, (20, 20), (3.5, 3.5))
+    car["score"] = [0.9] * len(car["t_ns"])
+    table = pa.table({k: ghost[k] + car[k] for k in ghost})
+    (scene,) = rows(build_scenes("L", drive(10.0), table))
+    assert scene["n_other"] == 0 and "unknown_object" not in scene["tags"]
+    assert scene["n_cars"] == 1
