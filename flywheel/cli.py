@@ -178,9 +178,10 @@ def ingest_command(
 
 
 def print_ingest_summary(summary) -> None:
+    names = _short_names([r.source_uri for r in summary.results])
     rows = [
         (
-            Path(r.source_uri).name,
+            names[r.source_uri],
             r.status,
             r.log_id,
             r.message_count,
@@ -201,6 +202,18 @@ def print_ingest_summary(summary) -> None:
     rejected = [r for r in summary.results if r.rejected]
     for r in rejected:
         console.warn(f"[yellow]{r.status}:[/yellow] {r.source_uri}: {r.reason}")
+
+
+def _short_names(uris: list[str]) -> dict[str, str]:
+    """Each source as a path relative to what all of them share (names alone can repeat)."""
+    import os
+    from urllib.parse import unquote, urlparse
+
+    paths = {uri: unquote(urlparse(uri).path) for uri in uris}
+    if len(paths) < 2:
+        return {uri: Path(path).name for uri, path in paths.items()}
+    common = os.path.commonpath([str(Path(p).parent) for p in paths.values()])
+    return {uri: os.path.relpath(path, common) for uri, path in paths.items()}
 
 
 @cli.command()

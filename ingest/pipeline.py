@@ -334,7 +334,7 @@ def _run_on_dask(root, sources, options, workers, scheduler, done) -> None:
         _run_on_cluster(root, sources, options, scheduler, done)
         return
     # On one machine, Dask's process-pool scheduler: no scheduler/nanny processes competing
-    # with the work for the two cores (measured: 1.65x on 2 workers vs 1.5x with LocalCluster).
+    # with the work for the two cores.
     import dask
     from dask.callbacks import Callback
 
@@ -348,7 +348,9 @@ def _run_on_dask(root, sources, options, workers, scheduler, done) -> None:
             done(result)
 
     with Finished():
-        dask.compute(*tasks, scheduler="processes", num_workers=workers)
+        # chunksize=1: Dask would otherwise hand out files in batches of 6, and one worker
+        # ends with the last batch while the other idles (measured: 1.46x -> 1.75x on 2 cores)
+        dask.compute(*tasks, scheduler="processes", num_workers=workers, chunksize=1)
 
 
 def _run_on_cluster(root, sources, options, scheduler, done) -> None:
