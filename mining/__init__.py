@@ -1,1 +1,25 @@
-"""Mining: scene search over the lake (SQL with DuckDB, similarity with FAISS). Issue 3."""
+"""Mining: scene search over the lake (SQL with DuckDB, similarity with FAISS). Issue 3.
+
+>>> import mining
+>>> m = mining.open("lake")                                     # doctest: +SKIP
+>>> m.similar("SCENE_ID", k=50, where="n_pedestrians > 0")      # doctest: +SKIP
+>>> m.save("peds", m.rare(k=100))                               # doctest: +SKIP
+"""
+
+from mining.index import FLAT_MAX, KINDS, Index, build_index, choose_kind, load_index
+from mining.miner import Miner, open
+from mining.select import k_center
+from mining.where import check as check_where
+
+__all__ = [
+    "FLAT_MAX",
+    "KINDS",
+    "Index",
+    "Miner",
+    "build_index",
+    "check_where",
+    "choose_kind",
+    "k_center",
+    "load_index",
+    "open",
+]

@@ -1,0 +1,370 @@
+"""`Miner`: the notebook API of CONTRACT §5, one object per lake.
+
+>>> import mining
+>>> m = mining.open("/tmp/flywheel-doctest-empty-lake")
+>>> m.sql("SELECT count(*) AS n FROM scenes")["n"].tolist()
+[0]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from flywheel.errors import InputError, QueryError
+from flywheel.lake import Lake, resolve
+from mining import index as _index
+from mining import search as _search
+from mining import select as _select
+from mining import where as _where
+from mining.catalog import Catalog, fingerprint
+
+# Result columns shown first, in this order; the other scene columns follow.
+LEADING = (
+    "scene_id",
+    "score",
+    "rank",
+    "log_id",
+    "start",
+    "start_ns",
+    "end_ns",
+    "tags",
+    "max_speed",
+    "min_accel",
+    "min_object_distance",
+    "n_tracks",
+    "n_pedestrians",
+    "n_vehicles",
+    "n_animals",
+    "n_other",
+    "categories",
+    "is_night",
+)
+HIDDEN = ("embedding", "embedding_version")
+
+
+def open(lake: str | os.PathLike | Lake | None = None) -> Miner:
+    """A miner over `lake` (default: $FLYWHEEL_LAKE, flywheel.toml, else ./lake).
+
+    >>> m = open("lake")        # doctest: +SKIP
+    """
+    return Miner(resolve(lake))
+
+
+class Miner:
+    """Scene search over one lake: SQL, similarity, rarity, diversity, saved selections.
+
+    Results are pandas DataFrames, best first: `scene_id`, `score`, `rank`, then the scene's
+    metadata (log, times, tags, key features; never the embedding). ``df.attrs["query"]``
+    holds the call that produced them, which `save` records.
+    """
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+        self._catalog: Catalog | None = None
+        self._sandbox: tuple[int, duckdb.DuckDBPyConnection] | None = None
+        self._loaded_index: _index.Index | None = None
+
+    def __repr__(self) -> str:
+        return f"Miner({str(self.lake.root)!r})"
+
+    # -- SQL ---------------------------------------------------------------------------------
+    def sql(self, query: str) -> pd.DataFrame:
+        """Run DuckDB SQL over the lake; every table of CONTRACT §2 is a view of that name.
+
+        >>> m.sql("SELECT scene_id FROM scenes WHERE min_accel < -4")   # doctest: +SKIP
+        """
+        con = self.lake.connect()
+        try:
+            frame = con.sql(query).df()
+        except duckdb.Error as exc:
+            raise QueryError(f"query failed: {' '.join(str(exc).split())}", query=query) from exc
+        except AttributeError as exc:  # a statement that returns no rows (e.g. SET)
+            raise QueryError("query returned no rows: give a SELECT", query=query) from exc
+        frame.attrs["query"] = f"sql({query!r})"
+        return frame
+
+    # -- the snapshot and the index ----------------------------------------------------------
+    def catalog(self) -> Catalog:
+        """The scenes snapshot, reloaded when the lake's scenes changed since the last call."""
+        if self._catalog is None or self._catalog.source != fingerprint(self.lake):
+            self._catalog = Catalog.load(self.lake)
+            self._sandbox = None
+        return self._catalog
+
+    def build_index(self, kind: str = "auto") -> _index.Index:
+        """Build (or rebuild) the lake's FAISS index. ``m.build_index("hnsw")``"""
+        self._loaded_index = _index.build_index(self.lake, kind, catalog=self.catalog())
+        return self._loaded_index
+
+    def index(self) -> _index.Index:
+        """The lake's index; built when missing, rebuilt when it belongs to another embedding."""
+        catalog = self.catalog()
+        current = self._loaded_index
+        manifest_path = _index.index_dir(self.lake) / _index.MANIFEST
+        if (
+            current is None
+            or not manifest_path.exists()
+            or (_read_text(manifest_path) != _index_manifest_text(current))
+        ):
+            current = _index.load_index(self.lake)
+        if current is None:
+            _index.warn(f"no index in {self.lake.root} yet: building one ({catalog.count} scenes)")
+            current = _index.build_index(self.lake, catalog=catalog)
+        elif catalog.count and (current.version != catalog.version or current.dim != catalog.dim):
+            _index.warn(
+                f"the index was built for embedding_version {current.version!r} "
+                f"(dim {current.dim}) but the lake's scenes are {catalog.version!r} "
+                f"(dim {catalog.dim}): rebuilding it"
+            )
+            current = _index.build_index(
+                self.lake, current.manifest.get("requested_kind", "auto"), catalog=catalog
+            )
+        self._loaded_index = current
+        return current
+
+    def _mask(self, where: str | None) -> np.ndarray | None:
+        if where is None:
+            return None
+        catalog = self.catalog()
+        _where.check(where)
+        if self._sandbox is None or self._sandbox[0] != id(catalog):
+            self._sandbox = (id(catalog), _where.sandbox(catalog.meta))
+        return _where.evaluate(self._sandbox[1], where, catalog.count)
+
+    # -- search ------------------------------------------------------------------------------
+    def similar(
+        self, query: str | Sequence[float] | np.ndarray, k: int = 50, where: str | None = None
+    ) -> pd.DataFrame:
+        """The `k` scenes most similar to a scene (by id, itself excluded) or to a raw vector.
+
+        `score` is the cosine similarity (1 = same direction). `where`, a DuckDB boolean
+        expression over scenes columns, is applied inside the search: k matching scenes come
+        back whenever k exist.
+
+        >>> m.similar("a1b2-00003", k=20, where="n_pedestrians > 0")   # doctest: +SKIP
+        """
+        k = _positive(k, "k")
+        catalog = self.catalog()
+        exclude = None
+        if isinstance(query, str):
+            row = catalog.row(query)
+            if row is None:
+                raise InputError(
+                    f"scene {query!r} is not in the lake {self.lake.root} ({catalog.count} "
+                    "scenes); list some with m.sql('SELECT scene_id, tags FROM scenes LIMIT 10')",
+                    scene_id=query,
+                )
+            vector = catalog.vectors[row]
+            exclude = np.array([row])
+            label = repr(query)
+        else:
+            vector = _vector(query, catalog.dim)
+            label = f"<vector dim={len(vector)}>"
+        mask = self._mask(where)
+        if catalog.count == 0:
+            return self._frame(
+                np.zeros(0, np.int64), np.zeros(0), _call("similar", label, k, where)
+            )
+        sims, rows = _search.knn(catalog, self.index(), vector[None, :], k, mask, exclude)
+        keep = rows[0] >= 0
+        return self._frame(rows[0][keep], sims[0][keep], _call("similar", label, k, where))
+
+    def rare(self, k: int = 100, where: str | None = None, neighbors: int = 10) -> pd.DataFrame:
+        """The `k` most unusual scenes (among those matching `where`), most unusual first.
+
+        `score` is the mean cosine distance (1 - similarity, 0..2) from the scene to its
+        `neighbors` nearest other scenes in the whole lake: a scene in a dense region (ordinary
+        driving, seen thousands of times) has close neighbours and a low score; a scene whose
+        situation occurs only a handful of times (an unknown object, an animal, an odd
+        manoeuvre) must reach beyond its few look-alikes for `neighbors` neighbours and scores
+        high. `neighbors` should exceed how many copies of a "rare" event you expect.
+
+        >>> m.rare(k=20)          # doctest: +SKIP
+        """
+        k = _positive(k, "k")
+        neighbors = _positive(neighbors, "neighbors")
+        catalog = self.catalog()
+        mask = self._mask(where)
+        rows = np.arange(catalog.count) if mask is None else np.flatnonzero(mask)
+        index = self.index() if catalog.count else None
+        scores = _search.rarity(catalog, index, rows, neighbors)
+        order = np.argsort(-scores, kind="stable")[:k]
+        call = (
+            _call("rare", None, k, where)
+            if neighbors == 10
+            else _call("rare", None, k, where, f"neighbors={neighbors}")
+        )
+        return self._frame(rows[order], scores[order], call)
+
+    def diverse(
+        self,
+        candidates: pd.DataFrame | Sequence[str] | str,
+        n: int = 200,
+        weight: str | None = None,
+    ) -> pd.DataFrame:
+        """A spread-out subset of `n` candidates (greedy k-center on the embeddings).
+
+        `candidates` is a DataFrame with `scene_id` (e.g. a `similar` or `rare` result), a list
+        of scene ids, or the name of a saved selection. `weight` names a numeric column of the
+        DataFrame (e.g. "score") that favours high-scoring scenes: each pick maximises
+        weight x distance to the nearest scene already picked. `score` in the result is that
+        distance at the time of the pick (how much new ground the scene covers).
+
+        >>> m.diverse(m.rare(k=1000), n=100, weight="score")   # doctest: +SKIP
+        """
+        n = _positive(n, "n")
+        catalog = self.catalog()
+        source = None
+        if isinstance(candidates, str):
+            source = candidates
+            candidates = self.selection(candidates)
+        if isinstance(candidates, pd.DataFrame):
+            if "scene_id" not in candidates.columns:
+                raise InputError("candidates has no scene_id column; pass a mining result")
+            ids = list(candidates["scene_id"])
+            if weight is not None and weight not in candidates.columns:
+                raise InputError(
+                    f"weight column {weight!r} is not in candidates "
+                    f"(columns: {', '.join(map(str, candidates.columns))})"
+                )
+            values = None if weight is None else candidates[weight].to_numpy(dtype=float)
+        else:
+            if weight is not None:
+                raise InputError("weight names a column: pass candidates as a DataFrame")
+            ids, values = list(candidates), None
+        rows = catalog.rows(ids)
+        if (rows < 0).any():
+            missing = [s for s, r in zip(ids, rows, strict=True) if r < 0]
+            raise InputError(
+                f"{len(missing)} candidate scenes are not in the lake (e.g. {missing[:3]}); "
+                "pass scene ids from this lake"
+            )
+        rows, first = np.unique(rows, return_index=True)  # duplicates count once
+        weights = None if values is None else _select.normalise_weights(values[first])
+        picked, gaps = _select.k_center(catalog.vectors[rows], n, weights)
+        label = repr(source) if source else f"<{len(rows)} scenes>"
+        extra = f"weight={weight!r}" if weight else None
+        return self._frame(rows[picked], gaps, _call("diverse", label, None, None, f"n={n}", extra))
+
+    # -- selections --------------------------------------------------------------------------
+    def save(
+        self,
+        name: str,
+        df: pd.DataFrame | Sequence[str],
+        replace: bool = False,
+        query: str | None = None,
+    ):
+        """Store `df` (ranked as given) as selection `name` and record `mined` events.
+
+        Saving an existing name raises InputError unless `replace=True`.
+
+        >>> m.save("hard-brakes", m.similar("a1b2-00003", k=50))   # doctest: +SKIP
+        """
+        _select.check_name(name)
+        if isinstance(df, pd.DataFrame):
+            if "scene_id" not in df.columns:
+                raise InputError("the frame to save has no scene_id column; pass a mining result")
+            ids = [str(s) for s in df["scene_id"]]
+            scores = df["score"].tolist() if "score" in df.columns else None
+            query = query or df.attrs.get("query") or "dataframe"
+        else:
+            ids, scores = [str(s) for s in df], None
+            query = query or "scene ids"
+        if not ids:
+            raise InputError(f"nothing to save as {name!r}: the selection is empty")
+        catalog = self.catalog()
+        missing = [s for s, r in zip(ids, catalog.rows(ids), strict=True) if r < 0]
+        if missing:
+            raise InputError(
+                f"{len(missing)} scenes to save as {name!r} are not in the lake "
+                f"(e.g. {missing[:3]}); save scene ids from this lake"
+            )
+        return _select.save(self.lake, name, ids, scores, query, replace)
+
+    def selection(self, name: str) -> pd.DataFrame:
+        """A saved selection, by rank, with its scenes' metadata."""
+        _select.check_name(name)
+        if not self.lake.exists("selections", name):
+            raise InputError(
+                f"no selection {name!r} in {self.lake.root}; saved ones: "
+                f"{', '.join(self.selections()) or 'none'}",
+                name=name,
+            )
+        saved = pd.read_parquet(self.lake.path("selections", name)).sort_values("rank")
+        catalog = self.catalog()
+        rows = catalog.rows(saved["scene_id"])
+        known = rows >= 0
+        frame = self._frame(rows[known], saved["score"].to_numpy(dtype=float)[known], None)
+        frame.attrs["query"] = str(saved["query"].iloc[0]) if len(saved) else f"selection {name}"
+        return frame
+
+    def selections(self) -> list[str]:
+        """Names of the saved selections."""
+        return sorted(p.stem for p in self.lake.files("selections"))
+
+    # -- results -----------------------------------------------------------------------------
+    def _frame(self, rows: np.ndarray, scores: np.ndarray, query: str | None) -> pd.DataFrame:
+        catalog = self.catalog()
+        meta = catalog.meta.take(np.asarray(rows, dtype=np.int64))
+        meta = meta.drop_columns([c for c in HIDDEN if c in meta.column_names])
+        frame = meta.to_pandas()
+        frame.insert(0, "score", np.asarray(scores, dtype=np.float64))
+        frame.insert(1, "rank", np.arange(1, len(frame) + 1, dtype=np.int64))
+        if "start_ns" in frame.columns:
+            frame.insert(2, "start", pd.to_datetime(frame["start_ns"], unit="ns", utc=True))
+        leading = [c for c in LEADING if c in frame.columns]
+        frame = frame[leading + [c for c in frame.columns if c not in leading]]
+        frame.attrs["query"] = query
+        return frame
+
+
+def _positive(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _vector(query, dim: int) -> np.ndarray:
+    try:
+        vector = np.asarray(query, dtype=np.float32).ravel()
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            "query must be a scene id (str) or a vector of numbers", query=str(query)[:80]
+        ) from exc
+    if dim and len(vector) != dim:
+        raise InputError(
+            f"the query vector has {len(vector)} numbers; this lake's embeddings have {dim}"
+        )
+    norm = float(np.linalg.norm(vector))
+    if not np.isfinite(norm) or norm == 0:
+        raise InputError("the query vector is all zeros or not finite: it has no direction")
+    return vector / norm
+
+
+def _call(method: str, subject: str | None, k: int | None, where: str | None, *more) -> str:
+    args = [a for a in (subject, None if k is None else f"k={k}") if a]
+    args += [m for m in more if m]
+    if where is not None:
+        args.append(f"where={where!r}")
+    return f"{method}({', '.join(args)})"
+
+
+def _read_text(path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _index_manifest_text(index: _index.Index) -> str:
+    import json
+
+    return json.dumps(index.manifest, indent=2) + "\n"
+
+
+__all__ = ["Miner", "open"]
