@@ -28,6 +28,8 @@ def table(rows: Iterable[Sequence[Any]], columns: Sequence[str], title: str | No
     """Print rows as a table: boxed on a terminal, space-aligned plain text otherwise."""
     console = Console(file=sys.stdout, highlight=False)  # follows redirection in tests
     styled = console.is_terminal
+    if not styled:  # plain lines for pipes and logs: never wrap a row
+        console = Console(file=sys.stdout, highlight=False, width=100_000)
     view = Table(title=title if styled else None, box=None if not styled else Table().box)
     for column in columns:
         view.add_column(column, overflow="fold")
@@ -41,11 +43,13 @@ def table(rows: Iterable[Sequence[Any]], columns: Sequence[str], title: str | No
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
+    if hasattr(value, "strftime"):  # datetime, pandas Timestamp
+        return value.strftime("%Y-%m-%d %H:%M:%S")
     if isinstance(value, float):
         return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
     if isinstance(value, int):
         return f"{value:,}"
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple) or type(value).__name__ == "ndarray":
         return ", ".join(str(v) for v in value)
     return str(value)
 
@@ -85,3 +89,24 @@ def progress(total: int, description: str, unit_bytes: bool = False) -> Iterator
                 print(f"{description}: {note}", file=sys.stderr, flush=True)
 
         yield advance
+
+
+def frame(
+    data: Any, fmt: str, columns: Sequence[str] | None = None, title: str | None = None
+) -> None:
+    """Print a pandas DataFrame: a table (only `columns`, if given), JSON records, or CSV."""
+    if fmt == "json":
+        print_json(json.loads(data.to_json(orient="records", date_format="iso")))
+        return
+    if fmt == "csv":
+        flat = data.apply(
+            lambda col: col.map(lambda v: ";".join(map(str, v)) if _is_list(v) else v)
+        )
+        flat.to_csv(sys.stdout, index=False)
+        return
+    shown = [c for c in (columns or data.columns) if c in data.columns]
+    table(data[shown].itertuples(index=False, name=None), shown, title=title)
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, list | tuple) or type(value).__name__ == "ndarray"

@@ -1,4 +1,4 @@
-"""`flywheel demo`: the loop on generated data, from drive logs to a summary of the lake.
+"""`flywheel demo`: the loop on generated data: drive logs, the lake, mining against the truth.
 
 Later stages extend it (index, mine, label, track, report); each step calls the same API a
 user would.
@@ -51,7 +51,85 @@ def run_demo(
         ["planted event", "planted", "found by tag", "recall"],
         title="generator truth vs scene tags",
     )
-    return {"ingest": summary.as_dict(), "lake": state, "truth": found}
+    mined = mine_demo(target, truth)
+    return {"ingest": summary.as_dict(), "lake": state, "truth": found, "mining": mined}
+
+
+def mine_demo(lake: Lake, truth: dict) -> dict[str, float]:
+    """Index, run a few mining queries, save a selection; precision of each against the truth."""
+    import mining
+
+    console.line("[bold]4. mine[/bold]")
+    miner = mining.open(lake)
+    index = miner.build_index()
+    console.line(f"indexed {index.count} scenes ({index.kind})")
+    brakes = [e for e in truth["events"] if e["kind"] == "hard_brake"]
+    rare_kinds = {"animal", "unknown_object"}
+    queries: dict[str, tuple] = {}
+    if brakes:
+        seed = _scenes_of_event(lake, brakes[0])
+        if seed:
+            queries["similar to a planted hard brake"] = (
+                miner.similar(seed[0], k=5),
+                {"hard_brake"},
+            )
+    queries["rare (top 5)"] = (miner.rare(k=5), rare_kinds)
+    queries["SQL: hard braking, something within 10 m"] = (
+        miner.sql(
+            "SELECT * EXCLUDE (embedding) FROM scenes WHERE list_contains(tags, 'hard_brake') "
+            "AND min_object_distance < 10 ORDER BY min_accel"
+        ),
+        {"hard_brake"},
+    )
+    precision = {}
+    rows = []
+    for name, (df, kinds) in queries.items():
+        hits = _overlaps(lake, df, truth, kinds)
+        precision[name] = hits / len(df) if len(df) else 0.0
+        rows.append((name, len(df), ", ".join(sorted(kinds)), f"{precision[name]:.0%}"))
+    console.table(rows, ["query", "scenes", "planted kind", "precision"], title="mining vs truth")
+
+    candidates = _scene_ids_of([df for df, _ in queries.values()])
+    batch = miner.diverse(candidates, n=min(8, len(candidates)))
+    miner.save("demo", batch, replace=True)
+    console.line(f"saved selection 'demo': {len(batch)} diverse scenes from the queries above")
+    return precision
+
+
+def _scene_ids_of(frames):
+    import pandas as pd
+
+    frames = [f[["scene_id"]] for f in frames if len(f)]
+    return pd.concat(frames).drop_duplicates("scene_id") if frames else pd.DataFrame()
+
+
+def _scenes_of_event(lake: Lake, event: dict) -> list[str]:
+    con = lake.connect()
+    rows = con.execute(
+        "SELECT s.scene_id FROM scenes s JOIN logs l USING (log_id) "
+        "WHERE l.source_uri LIKE ? AND s.start_ns < ? AND s.end_ns > ? ORDER BY s.min_accel",
+        [f"%/{event['log']}", event["end_ns"], event["start_ns"]],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _overlaps(lake: Lake, df, truth: dict, kinds: set[str]) -> int:
+    """How many scenes of `df` overlap a planted event of one of `kinds`."""
+    import pyarrow as pa
+
+    events = [e for e in truth["events"] if e["kind"] in kinds]
+    if not len(df) or not events:
+        return 0
+    con = lake.connect()
+    con.register("picked", pa.table({"scene_id": list(df["scene_id"])}))
+    con.register("planted", pa.Table.from_pylist(events))
+    return con.execute(
+        """
+        SELECT count(*) FROM picked p JOIN scenes s USING (scene_id) JOIN logs l USING (log_id)
+        WHERE EXISTS (SELECT 1 FROM planted e WHERE l.source_uri LIKE '%/' || e.log
+                      AND s.start_ns < e.end_ns AND s.end_ns > e.start_ns)
+        """
+    ).fetchone()[0]
 
 
 # the scene tag that should mark each kind of planted event

@@ -20,9 +20,13 @@ def run():
     return invoke
 
 
-@pytest.mark.parametrize("command", ["generate", "ingest", "status", "demo", "config"])
+@pytest.mark.parametrize(
+    "command",
+    ["generate", "ingest", "status", "demo", "config", "index",
+     "mine sql", "mine similar", "mine rare", "mine diverse"],
+)  # fmt: skip
 def test_every_help_ends_with_a_runnable_example(run, command):
-    result = run(command, "--help")
+    result = run(*command.split(), "--help")
     assert result.exit_code == 0
     assert f"Example: flywheel {command}" in result.output
 

@@ -12,6 +12,7 @@ def test_demo_runs_the_loop_and_finds_the_planted_events(tmp_path):
     result = CliRunner().invoke(cli, ["demo", "--lake", str(lake)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "generator truth vs scene tags" in result.stdout
+    assert "mining vs truth" in result.stdout
     import json
 
     from flywheel.demo import planted_events_found
@@ -24,6 +25,10 @@ def test_demo_runs_the_loop_and_finds_the_planted_events(tmp_path):
     assert planted == len(truth["events"]) >= 8
     assert hits / planted >= 0.8, found  # tags recover most planted events
     assert found["hard_brake"][1] == found["hard_brake"][0]
+    import mining
+
+    demo = mining.open(lake).selection("demo")
+    assert 1 <= len(demo) <= 8 and demo["scene_id"].is_unique
     # a second demo on the same lake reuses the logs: nothing is ingested twice
     again = CliRunner().invoke(cli, ["demo", "--lake", str(lake)], catch_exceptions=False)
     assert again.exit_code == 0
