@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 
@@ -22,6 +23,11 @@ from mining import search as _search
 from mining import select as _select
 from mining import where as _where
 from mining.catalog import Catalog, fingerprint
+
+# below this many candidate scenes `rare` scores them directly; above, every scene's rarity is
+# computed once per lake snapshot and cached (memory and <lake>/_index/rarity-*.npy)
+RARITY_DIRECT_MAX = 20_000
+_RARITY = "rarity"
 
 # Result columns shown first, in this order; the other scene columns follow.
 LEADING = (
@@ -192,7 +198,10 @@ class Miner:
         mask = self._mask(where)
         rows = np.arange(catalog.count) if mask is None else np.flatnonzero(mask)
         index = self.index() if catalog.count else None
-        scores = _search.rarity(catalog, index, rows, neighbors)
+        if len(rows) <= RARITY_DIRECT_MAX and (_RARITY, neighbors) not in catalog._cache:
+            scores = _search.rarity(catalog, index, rows, neighbors)
+        else:
+            scores = self._rarity_of_all(index, neighbors)[rows]
         order = np.argsort(-scores, kind="stable")[:k]
         call = (
             _call("rare", None, k, where)
@@ -200,6 +209,29 @@ class Miner:
             else _call("rare", None, k, where, f"neighbors={neighbors}")
         )
         return self._frame(rows[order], scores[order], call)
+
+    def _rarity_of_all(self, index: _index.Index | None, neighbors: int) -> np.ndarray:
+        """Every scene's rarity, computed once per snapshot of the lake and kept on disk: at a
+        million scenes it is a million neighbour searches, too slow to repeat per query."""
+        catalog = self.catalog()
+        key = (_RARITY, neighbors)
+        if key not in catalog._cache:
+            digest = hashlib.sha256(repr((catalog.source, catalog.version)).encode()).hexdigest()
+            path = _index.index_dir(self.lake) / f"rarity-{neighbors}-{digest[:16]}.npy"
+            if path.exists():
+                scores = np.load(path)
+            else:
+                every = np.arange(catalog.count)
+                scores = _search.rarity(catalog, index, every, neighbors)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                for stale in path.parent.glob(f"rarity-{neighbors}-*.npy"):
+                    stale.unlink(missing_ok=True)
+                temp = path.with_suffix(f".{os.getpid()}.tmp")
+                with temp.open("wb") as handle:
+                    np.save(handle, scores)
+                os.replace(temp, path)
+            catalog._cache[key] = scores
+        return catalog._cache[key]
 
     def diverse(
         self,

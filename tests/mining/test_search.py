@@ -131,3 +131,26 @@ def test_sql_sees_every_table(miner):
     frame = miner.sql("SELECT count(*) AS n FROM logs")
     assert isinstance(frame, pd.DataFrame) and frame.n[0] == 6
     assert len(miner.sql("SELECT * FROM selections")) == 0
+
+
+def test_rarity_of_every_scene_is_cached_per_lake_snapshot(lake_copy, late_log, monkeypatch):
+    import mining.miner
+
+    direct = mining.open(lake_copy).rare(k=15)
+    monkeypatch.setattr(mining.miner, "RARITY_DIRECT_MAX", 0)
+    cached = mining.open(lake_copy).rare(k=15)
+    assert list(cached["scene_id"]) == list(direct["scene_id"])
+    np.testing.assert_allclose(cached["score"], direct["score"], rtol=1e-6)
+    files = sorted((lake_copy.root / "_index").glob("rarity-10-*.npy"))
+    assert len(files) == 1
+    # a fresh process (a new Miner) reads it back instead of recomputing
+    assert list(mining.open(lake_copy).rare(k=15)["scene_id"]) == list(direct["scene_id"])
+    # new scenes change every neighbourhood: the cache is recomputed, the old file replaced
+    from ingest import ingest
+
+    ingest([late_log], lake_copy)
+    fresh = mining.open(lake_copy).rare(k=15)
+    monkeypatch.setattr(mining.miner, "RARITY_DIRECT_MAX", 10**9)
+    assert list(fresh["scene_id"]) == list(mining.open(lake_copy).rare(k=15)["scene_id"])
+    after = sorted((lake_copy.root / "_index").glob("rarity-10-*.npy"))
+    assert len(after) == 1 and after != files
