@@ -73,6 +73,7 @@ class Miner:
         self.lake = lake
         self._catalog: Catalog | None = None
         self._sandbox: tuple[int, duckdb.DuckDBPyConnection] | None = None
+        self._masks: dict[str, np.ndarray] = {}
         self._loaded_index: _index.Index | None = None
 
     def __repr__(self) -> str:
@@ -140,7 +141,15 @@ class Miner:
         _where.check(where)
         if self._sandbox is None or self._sandbox[0] != id(catalog):
             self._sandbox = (id(catalog), _where.sandbox(catalog.meta))
-        return _where.evaluate(self._sandbox[1], where, catalog.count)
+            self._masks = {}
+        # the same filter over the same snapshot gives the same rows: notebooks repeat filters
+        if where not in self._masks:
+            if len(self._masks) >= 32:
+                self._masks.clear()
+            mask = _where.evaluate(self._sandbox[1], where, catalog.count)
+            mask.flags.writeable = False
+            self._masks[where] = mask
+        return self._masks[where]
 
     # -- search ------------------------------------------------------------------------------
     def similar(

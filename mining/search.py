@@ -22,6 +22,7 @@ from mining.index import Index
 # Exact scans of up to this many vectors cost ~1-3 ms per query here (dim 35): cheaper than
 # an approximate search whose recall collapses when the filter picks a region of the space.
 EXACT_FILTERED_MAX = 200_000
+SELECTOR_MIN_WIDEN = 8.0
 # Queries times vectors per block of an exact scan (~64 MB of float32 similarities).
 BLOCK = 16_000_000
 
@@ -116,7 +117,9 @@ def _approximate(catalog, index, queries, want, allowed):
         selector[live] = allowed[positions_to_rows[live]]
         # a filter passing a fraction f of the scenes needs ~1/f more effort to find k of them
         fraction = max(selector.mean(), 1e-6)
-        widen = min(64.0, 1.0 / fraction)
+        # floor of 8 (efSearch 512): with only 1/f, filters passing ~50% of 1M scenes returned
+        # k matches that were not the nearest (recall 0.96-0.99, bench/mining.py)
+        widen = min(64.0, max(SELECTOR_MIN_WIDEN, 1.0 / fraction))
         stale = 0  # stale positions are outside the selector
         tail = tail_rows(catalog, index)
         tail = tail[allowed[tail]]
