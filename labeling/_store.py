@@ -1,0 +1,120 @@
+"""Labeling's state in the lake: the outbox (`batches`), `tasks`, `labels`, sync cursors.
+
+- ``batches/<batch_id>.parquet``: the outbox, one row per scene of a batch. Written before any
+  vendor call and rewritten (atomically, same name) at each step, so its `state` moves
+  planned | pending_approval -> submitting -> submitted and a crash leaves it resumable.
+- ``tasks/<batch_id>.parquet`` and ``labels/<batch_id>.parquet``: one file per batch,
+  rewritten with the merged state, so re-running a submit or a sync never adds rows.
+- ``events/labeling-submitted-<batch_id>.parquet``, ``…-labeled-…``: likewise.
+- ``_labeling/cursors/<vendor>.json``: where the last sync stopped, written last.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from flywheel import schemas
+from flywheel.lake import Lake
+
+# batch states
+PLANNED = "planned"
+PENDING_APPROVAL = "pending_approval"
+SUBMITTING = "submitting"
+SUBMITTED = "submitted"
+OPEN_STATES = (PLANNED, PENDING_APPROVAL, SUBMITTING)
+
+TS = schemas.UTC_TS
+BATCH_SCHEMA = pa.schema(
+    [
+        ("batch_id", pa.string()),
+        ("vendor", pa.string()),
+        ("selection", pa.string()),
+        ("state", pa.string()),
+        ("priority", pa.int64()),
+        ("position", pa.int64()),
+        ("scene_id", pa.string()),
+        ("score", pa.float64()),
+        ("rank", pa.int64()),
+        ("task_key", pa.string()),
+        ("data", pa.string()),  # JSON: what the vendor receives
+        ("price_per_task", pa.float64()),
+        ("cost", pa.float64()),  # the whole batch's
+        ("sla_s", pa.float64()),  # the vendor's SLA when the batch was planned
+        ("external_id", pa.string()),
+        ("created_at", TS),
+        ("approved_at", TS),
+        ("submitted_at", TS),  # when the batch was committed as submitted (local clock)
+        ("updated_at", TS),
+    ]
+)
+TASK_SCHEMA = pa.schema(
+    [
+        *schemas.SCHEMAS["tasks"],
+        ("task_key", pa.string()),
+        ("selection", pa.string()),
+        ("synced_at", TS),  # null until a sync saw the task at the vendor (vendor times)
+    ]
+)
+LABEL_SCHEMA = pa.schema(
+    [*schemas.SCHEMAS["labels"], ("external_id", pa.string()), ("task_key", pa.string())]
+)
+
+
+def read_rows(lake: Lake, table: str, name: str) -> list[dict[str, Any]]:
+    """The rows of one file of a table (empty when it does not exist)."""
+    path = lake.path(table, name)
+    if not path.exists():
+        return []
+    return pq.read_table(path).to_pylist()
+
+
+def write_rows(lake: Lake, table: str, name: str, rows: list[dict], schema: pa.Schema) -> None:
+    data = pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in rows], schema)
+    lake.write(table, data, name=name)
+
+
+def read_batch(lake: Lake, batch_id: str) -> list[dict[str, Any]]:
+    return sorted(read_rows(lake, "batches", batch_id), key=lambda r: r["position"])
+
+
+def write_batch(lake: Lake, rows: list[dict[str, Any]], state: str | None = None) -> None:
+    now = dt.datetime.now(dt.UTC)
+    for row in rows:
+        if state is not None:
+            row["state"] = state
+        row["updated_at"] = now
+    write_rows(lake, "batches", rows[0]["batch_id"], rows, BATCH_SCHEMA)
+
+
+def batch_ids(lake: Lake) -> list[str]:
+    return [p.stem for p in lake.files("batches")]
+
+
+def all_batches(lake: Lake) -> list[list[dict[str, Any]]]:
+    return [b for b in (read_batch(lake, i) for i in batch_ids(lake)) if b]
+
+
+def cursor_path(lake: Lake, vendor: str) -> Path:
+    return lake.root / "_labeling" / "cursors" / f"{vendor}.json"
+
+
+def read_cursor(lake: Lake, vendor: str) -> str | None:
+    path = cursor_path(lake, vendor)
+    return json.loads(path.read_text())["cursor"] if path.exists() else None
+
+
+def write_cursor(lake: Lake, vendor: str, cursor: str | None) -> None:
+    path = cursor_path(lake, vendor)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"cursor": cursor, "synced_at": dt.datetime.now(dt.UTC).isoformat()}
+    temp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    temp.write_text(json.dumps(body))
+    os.replace(temp, path)

@@ -1,0 +1,42 @@
+"""Labeling vendors: the interface (`base`) and one adapter module per vendor."""
+
+from labeling.vendors.base import LABELED, SUBMITTED, TaskSpec, TaskUpdate, Vendor, key, split_key
+from labeling.vendors.simulated import SimulatedVendor
+
+__all__ = [
+    "LABELED",
+    "SUBMITTED",
+    "SimulatedVendor",
+    "TaskSpec",
+    "TaskUpdate",
+    "Vendor",
+    "key",
+    "open_vendor",
+    "split_key",
+]
+
+
+def open_vendor(name: str, lake_root, settings) -> Vendor:
+    """The vendor called `name` for a lake, configured from `settings` (a LabelingConfig).
+
+    >>> from flywheel.config import LabelingConfig
+    >>> open_vendor("simulated", "/tmp/flywheel-doctest-lake", LabelingConfig()).name
+    'simulated'
+    """
+    import datetime as dt
+
+    from flywheel.errors import ConfigError
+
+    if name == "simulated":
+        return SimulatedVendor.for_lake(
+            lake_root,
+            price_per_task=settings.price_per_task,
+            sla=dt.timedelta(hours=settings.sla_hours),
+            turnaround_median=dt.timedelta(hours=settings.turnaround_hours),
+        )
+    if name == "label-studio":
+        raise ConfigError(
+            "the label-studio adapter is not available yet in this version; use --vendor "
+            "simulated (Label Studio support is in progress, see CHANGELOG.md)"
+        )
+    raise ConfigError(f"unknown vendor {name!r}; known: simulated, label-studio")

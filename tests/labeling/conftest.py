@@ -1,0 +1,70 @@
+"""A small real lake (2 generated logs x 60 s, ingested, one saved selection) per session;
+each test works on its own copy, with a simulated vendor whose clock the test controls."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+
+import mining
+from flywheel.lake import Lake
+from ingest import generate, ingest
+from labeling import Retry, SimulatedVendor
+
+START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: dt.datetime = START) -> None:
+        self.now = start
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)
+
+
+@pytest.fixture(scope="session")
+def base_lake(tmp_path_factory) -> Path:
+    drives = tmp_path_factory.mktemp("labeling-drives")
+    generate(drives, logs=2, seconds=60, seed=3)
+    root = tmp_path_factory.mktemp("labeling-lake") / "lake"
+    assert ingest(sorted(drives.glob("*.mcap")), root).exit_code == 0
+    m = mining.open(root)
+    scenes = m.sql("SELECT scene_id, -min_accel AS score FROM scenes ORDER BY scene_id")
+    m.save("brakes", scenes)
+    return root
+
+
+@pytest.fixture
+def lake(base_lake, tmp_path) -> Lake:
+    target = tmp_path / "lake"
+    shutil.copytree(base_lake, target, ignore=shutil.ignore_patterns("_index", "_locks"))
+    return Lake(target)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def vendor(lake, clock) -> SimulatedVendor:
+    return SimulatedVendor.for_lake(lake.root, now=clock, price_per_task=0.5, chunk_size=4)
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def retry(sleeps) -> Retry:
+    """Retries that record their delays instead of sleeping."""
+    return Retry(attempts=4, base_s=1.0, max_s=8.0, sleep=sleeps.append, jitter=lambda: 1.0)
