@@ -7,6 +7,7 @@ expected failure, 2 usage error. Stage packages are imported only when their com
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -268,8 +269,10 @@ def show_config(fmt) -> None:
         return
     sources = data.pop("sources")
     rows = [("lake", data["lake"], sources.get("lake", "default"))]
-    for key, value in data["ingest"].items():
-        rows.append((f"ingest.{key}", value, sources.get(f"ingest.{key}", "default")))
+    for section in ("ingest", "labeling"):
+        for key, value in data[section].items():
+            name = f"{section}.{key}"
+            rows.append((name, value, sources.get(name, "default")))
     console.table(rows, ["setting", "value", "from"])
 
 
@@ -425,6 +428,181 @@ def mine_diverse(source, n, weight, lake, save_as, replace, fmt) -> None:
 
     lake = load_config({"lake": lake}).lake
     _show(mining.open(lake).diverse(source, n=n, weight=weight), fmt, save_as, replace, lake)
+
+
+# -- labeling ---------------------------------------------------------------------------------
+
+VENDORS = ("simulated", "label-studio")
+BATCH_VIEW = ("batch_id", "vendor", "state", "tasks", "labeled", "progress", "cost", "age_s",
+              "past_sla", "turnaround_p50_s")  # fmt: skip
+
+
+def _print_submit(summary, fmt: str) -> None:
+    if fmt == "json":
+        console.print_json(summary.as_dict())
+        return
+    rows = [(b.batch_id, b.state, b.tasks, b.cost, b.reconciled) for b in summary.batches]
+    console.table(rows, ["batch", "state", "tasks", "cost USD", "reconciled"])
+    console.line(
+        f"{summary.scenes} scenes of {summary.selection!r} for {summary.vendor}: "
+        f"{len(summary.batches)} batches, {summary.skipped} skipped (already at the vendor), "
+        f"{summary.cost_submitted:.2f} USD submitted, {len(summary.pending_approval)} batches "
+        "waiting for `flywheel label approve`"
+    )
+
+
+@cli.group()
+def label() -> None:
+    """Send selections to labeling vendors, sync labels back, watch turnaround."""
+
+
+@label.command("submit")
+@click.option("--selection", required=True, help="A saved selection (flywheel mine … --save).")
+@click.option("--vendor", type=click.Choice(VENDORS), required=True)
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="[default: 100]")
+@click.option(
+    "--priority",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Higher goes first in the vendor's queue and in status.",
+)
+@click.option(
+    "--max-cost",
+    type=click.FloatRange(0),
+    default=None,
+    metavar="USD",
+    help="Refuse (submit nothing) if the batches would cost more.",
+)
+@click.option(
+    "--approval-threshold",
+    type=click.FloatRange(0),
+    default=None,
+    metavar="USD",
+    help="Batches costing more wait for `flywheel label approve`.",
+)
+@click.option("--relabel", is_flag=True, help="Send scenes the vendor already has again.")
+@lake_option
+@format_option
+@expected_errors
+def label_submit(
+    selection, vendor, batch_size, priority, max_cost, approval_threshold, relabel, lake, fmt
+) -> None:
+    """Submit a selection to a vendor in batches, each scene at most once.
+
+    Example: flywheel label submit --selection demo --vendor simulated --batch-size 50
+    """
+    import labeling
+    from labeling.vendors import open_vendor
+
+    config = load_config(
+        {
+            "lake": lake,
+            "labeling.batch_size": batch_size,
+            "labeling.max_cost": max_cost,
+            "labeling.approval_threshold": approval_threshold,
+        }
+    )
+    settings = config.labeling
+    summary = labeling.submit(
+        config.lake,
+        selection,
+        open_vendor(vendor, config.lake, settings),
+        batch_size=settings.batch_size,
+        priority=priority,
+        max_cost=settings.max_cost,
+        approval_threshold=settings.approval_threshold,
+        relabel=relabel,
+    )
+    _print_submit(summary, fmt)
+
+
+@label.command("approve")
+@click.argument("batch_id")
+@lake_option
+@format_option
+@expected_errors
+def label_approve(batch_id, lake, fmt) -> None:
+    """Approve a batch waiting as pending_approval, and submit it.
+
+    Example: flywheel label approve demo-1a2b3c4d
+    """
+    import labeling
+    from labeling.vendors import open_vendor
+
+    config = load_config({"lake": lake})
+    known = labeling.status(config.lake, batch_id)
+    vendor = known["vendor"].iloc[0] if len(known) else "simulated"
+    summary = labeling.approve(
+        config.lake, batch_id, open_vendor(vendor, config.lake, config.labeling)
+    )
+    _print_submit(summary, fmt)
+
+
+@label.command("sync")
+@click.option(
+    "--vendor",
+    type=click.Choice(VENDORS),
+    default=None,
+    help="Only this vendor [default: every vendor with batches].",
+)
+@click.option("--full", is_flag=True, help="Re-read everything, not only what changed.")
+@lake_option
+@format_option
+@expected_errors
+def label_sync(vendor, full, lake, fmt) -> None:
+    """Pull new statuses and labels from the vendors into `tasks`, `labels` and `events`.
+
+    Example: flywheel label sync
+    """
+    import labeling
+    from labeling.vendors import open_vendor
+
+    config = load_config({"lake": lake})
+    known = labeling.status(config.lake)
+    names = [vendor] if vendor else sorted(set(known["vendor"])) if len(known) else []
+    results = [
+        labeling.sync(config.lake, open_vendor(name, config.lake, config.labeling), full=full)
+        for name in names
+    ]
+    if fmt == "json":
+        console.print_json([r.as_dict() for r in results])
+        return
+    for r in results:
+        console.line(
+            f"{r.vendor}: {r.changes} changes, {r.labeled} newly labeled, {r.tasks} tasks tracked"
+        )
+    if not results:
+        console.line("no batches yet: `flywheel label submit` first")
+
+
+@label.command("status")
+@click.argument("batch_id", required=False)
+@lake_option
+@format_option
+@expected_errors
+def label_status(batch_id, lake, fmt) -> None:
+    """Batches with progress, age and tasks past the vendor's SLA.
+
+    Example: flywheel label status
+    """
+    import labeling
+
+    config = load_config({"lake": lake})
+    frame = labeling.status(config.lake, batch_id)
+    if fmt == "json":
+        late = labeling.overdue(config.lake)
+        console.print_json(
+            {
+                "batches": json.loads(frame.to_json(orient="records", date_format="iso")),
+                "overdue": json.loads(late.to_json(orient="records", date_format="iso")),
+            }
+        )
+        return
+    console.frame(frame, "table", BATCH_VIEW, title="labeling batches")
+    late = labeling.overdue(config.lake)
+    if len(late):
+        console.warn(f"{len(late)} tasks past their vendor's SLA")
 
 
 def main() -> None:

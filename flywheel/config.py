@@ -26,9 +26,20 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class LabelingConfig:
+    batch_size: int = 100
+    max_cost: float | None = None  # USD per submit; None = no limit
+    approval_threshold: float | None = None  # USD per batch above which a person approves
+    price_per_task: float = 0.08  # USD, the simulated vendor's price
+    sla_hours: float = 24.0  # the simulated vendor's turnaround promise
+    turnaround_hours: float = 4.0  # the simulated vendor's median turnaround
+
+
+@dataclass(frozen=True)
 class Config:
     lake: str = "lake"
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    labeling: LabelingConfig = field(default_factory=LabelingConfig)
     # where each setting came from, for `flywheel config`
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -91,14 +102,16 @@ def load_config(overrides: dict[str, Any] | None = None, cwd: str | Path | None 
             values[key] = value
             sources[key] = "flag"
 
+    sections: dict[str, type] = {"ingest": IngestConfig, "labeling": LabelingConfig}
     top: dict[str, Any] = {}
-    ingest: dict[str, Any] = {}
+    parts: dict[str, dict[str, Any]] = {name: {} for name in sections}
     for key, value in values.items():
         section, _, name = key.rpartition(".")
-        if section == "ingest":
-            ingest[name] = _coerce(IngestConfig, name, value, sources[key])
+        if section in sections:
+            parts[section][name] = _coerce(sections[section], name, value, sources[key])
         elif section == "":
             top[name] = _coerce(Config, name, value, sources[key])
         else:
             raise ConfigError(f"unknown section [{section}] in {sources[key]}")
-    return Config(**top, ingest=IngestConfig(**ingest), sources=sources)
+    built = {name: sections[name](**fields_) for name, fields_ in parts.items()}
+    return Config(**top, **built, sources=sources)

@@ -45,6 +45,8 @@ def _cell(value: Any) -> str:
         return "-"
     if hasattr(value, "strftime"):  # datetime, pandas Timestamp
         return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float) and value != value:  # NaN: nothing measured yet
+        return "-"
     if isinstance(value, float):
         return f"{value:,.3g}" if abs(value) < 1000 else f"{value:,.0f}"
     if isinstance(value, int):

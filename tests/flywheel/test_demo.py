@@ -13,6 +13,7 @@ def test_demo_runs_the_loop_and_finds_the_planted_events(tmp_path):
     assert result.exit_code == 0, result.output
     assert "generator truth vs scene tags" in result.stdout
     assert "mining vs truth" in result.stdout
+    assert "labeling batches" in result.stdout
     import json
 
     from flywheel.demo import planted_events_found
@@ -29,6 +30,10 @@ def test_demo_runs_the_loop_and_finds_the_planted_events(tmp_path):
 
     demo = mining.open(lake).selection("demo")
     assert 1 <= len(demo) <= 8 and demo["scene_id"].is_unique
+    import labeling
+
+    batches = labeling.status(lake)
+    assert batches["tasks"].sum() == len(demo)  # every demo scene went to the vendor once
     # a second demo on the same lake reuses the logs: nothing is ingested twice
     again = CliRunner().invoke(cli, ["demo", "--lake", str(lake)], catch_exceptions=False)
     assert again.exit_code == 0
