@@ -39,23 +39,12 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.errors import TransientError, VendorError
+from ingest.scenes import TAGS
 from labeling.vendors.base import LABELED, SUBMITTED, TaskSpec, TaskUpdate, Vendor
 
 ANNOTATORS = ("ana.k", "bo.li", "chen.w", "dara.o", "eli.m", "farah.s")
-# the scenario choices offered to annotators: the scene tags, plus "other"
-SCENARIOS = (
-    "hard_brake",
-    "near_miss",
-    "pedestrian_in_path",
-    "cyclist_in_path",
-    "cut_in",
-    "animal",
-    "unknown_object",
-    "stopped",
-    "high_speed",
-    "sharp_turn",
-    "night",
-)
+# the scenario choices offered to annotators: the scene tags (plus "other")
+SCENARIOS = TAGS
 
 
 def state_dir(lake_root: str | os.PathLike) -> Path:
