@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from flywheel.errors import InputError, QueryError
 from flywheel.lake import Lake, resolve
@@ -353,13 +354,15 @@ class Miner:
         catalog = self.catalog()
         meta = catalog.meta.take(np.asarray(rows, dtype=np.int64))
         meta = meta.drop_columns([c for c in HIDDEN if c in meta.column_names])
+        # arrange in Arrow, convert once: pandas inserts and reorders copy every column
+        meta = meta.append_column("score", pa.array(np.asarray(scores, dtype=np.float64)))
+        meta = meta.append_column("rank", pa.array(np.arange(1, meta.num_rows + 1)))
+        if "start_ns" in meta.column_names:
+            start = meta.column("start_ns").cast(pa.timestamp("ns", tz="UTC"))
+            meta = meta.append_column("start", start)
+        leading = [c for c in LEADING if c in meta.column_names]
+        meta = meta.select(leading + [c for c in meta.column_names if c not in leading])
         frame = meta.to_pandas()
-        frame.insert(0, "score", np.asarray(scores, dtype=np.float64))
-        frame.insert(1, "rank", np.arange(1, len(frame) + 1, dtype=np.int64))
-        if "start_ns" in frame.columns:
-            frame.insert(2, "start", pd.to_datetime(frame["start_ns"], unit="ns", utc=True))
-        leading = [c for c in LEADING if c in frame.columns]
-        frame = frame[leading + [c for c in frame.columns if c not in leading]]
         frame.attrs["query"] = query
         return frame
 

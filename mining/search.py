@@ -62,6 +62,14 @@ def position_rows(catalog: Catalog, index: Index) -> np.ndarray:
     return catalog._cache[key]
 
 
+def stale_positions(catalog: Catalog, index: Index) -> int:
+    """How many index positions hold scenes that have left the lake."""
+    key = ("stale_positions", index.manifest.get("built_at"), index.count)
+    if key not in catalog._cache:
+        catalog._cache[key] = int((position_rows(catalog, index) < 0).sum())
+    return catalog._cache[key]
+
+
 def tail_rows(catalog: Catalog, index: Index) -> np.ndarray:
     """Catalog rows the index does not hold (ingested after the build)."""
     key = ("tail_rows", index.manifest.get("built_at"), index.count)
@@ -90,18 +98,19 @@ def knn(
     nq = len(queries)
     extra = 0 if exclude is None else 1
     want = k + extra
-    candidates = np.arange(catalog.count) if allowed is None else np.flatnonzero(allowed)
-    if (
-        index is None
-        or index.exact
-        or (allowed is not None and len(candidates) <= EXACT_FILTERED_MAX)
-    ):
-        scores, rows = exact(queries, catalog.vectors, candidates, want)
+    # the candidate rows are only materialised when an exact scan needs them (1M rows: ~1 ms)
+    n_allowed = catalog.count if allowed is None else int(np.count_nonzero(allowed))
+
+    def candidates() -> np.ndarray:
+        return np.arange(catalog.count) if allowed is None else np.flatnonzero(allowed)
+
+    if index is None or index.exact or (allowed is not None and n_allowed <= EXACT_FILTERED_MAX):
+        scores, rows = exact(queries, catalog.vectors, candidates(), want)
     else:
         scores, rows = _approximate(catalog, index, queries, want, allowed)
-        short = (rows >= 0).sum(axis=1) < min(want, len(candidates))
+        short = (rows >= 0).sum(axis=1) < min(want, n_allowed)
         if short.any():  # the approximate search came back short: never hand back a short list
-            scores[short], rows[short] = exact(queries[short], catalog.vectors, candidates, want)
+            scores[short], rows[short] = exact(queries[short], catalog.vectors, candidates(), want)
     if exclude is not None:
         scores, rows = _drop(scores, rows, np.asarray(exclude, dtype=np.int64))
     return scores[:, :k].reshape(nq, k), rows[:, :k].reshape(nq, k)
@@ -109,7 +118,7 @@ def knn(
 
 def _approximate(catalog, index, queries, want, allowed):
     positions_to_rows = position_rows(catalog, index)
-    stale = int((positions_to_rows < 0).sum())
+    stale = stale_positions(catalog, index)
     if allowed is None:
         selector, widen = None, 1.0
         tail = tail_rows(catalog, index)
