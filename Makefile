@@ -3,6 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# Label Studio lives in its own venv: its pinned dependencies (Django among them) stay out of ours
+LS_VENV := .venv-label-studio
+LS_INSTALLED := $(LS_VENV)/.label-studio-1.23.2
 
 .PHONY: demo test lint format bench clean
 
@@ -26,7 +29,11 @@ format: $(INSTALLED)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+$(LS_INSTALLED): | $(INSTALLED)
+	$(BIN)/python tests/labeling/label_studio_server.py --install
+
+# the tests start (and stop) the real services they need: Label Studio, a Dask cluster
+test: lint $(LS_INSTALLED)
 	$(BIN)/python -m pytest
 
 bench: $(INSTALLED)

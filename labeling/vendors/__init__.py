@@ -35,8 +35,24 @@ def open_vendor(name: str, lake_root, settings) -> Vendor:
             turnaround_median=dt.timedelta(hours=settings.turnaround_hours),
         )
     if name == "label-studio":
-        raise ConfigError(
-            "the label-studio adapter is not available yet in this version; use --vendor "
-            "simulated (Label Studio support is in progress, see CHANGELOG.md)"
+        import os
+
+        from labeling.vendors.label_studio import LabelStudioVendor
+
+        url = os.environ.get("LABEL_STUDIO_URL", "").strip()
+        api_key = os.environ.get("LABEL_STUDIO_API_KEY", "").strip()
+        missing = [
+            n for n, v in (("LABEL_STUDIO_URL", url), ("LABEL_STUDIO_API_KEY", api_key)) if not v
+        ]
+        if missing:
+            raise ConfigError(
+                f"the label-studio vendor needs LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY in the "
+                f"environment; missing: {', '.join(missing)}"
+            )
+        return LabelStudioVendor(
+            url,
+            api_key,
+            price_per_task=settings.price_per_task,
+            sla=dt.timedelta(hours=settings.sla_hours),
         )
     raise ConfigError(f"unknown vendor {name!r}; known: simulated, label-studio")

@@ -92,7 +92,9 @@ def test_submit_skip_approve_sync_status(tmp_path, monkeypatch):
     assert (labels["n"][0], labels["s"][0]) == (5, 5)
 
 
-def test_label_studio_is_refused_clearly_until_its_adapter_lands(tmp_path):
+def test_label_studio_without_its_settings_names_both_variables(tmp_path, monkeypatch):
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
+    monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
     result = run(
         "label",
         "submit",
@@ -104,4 +106,4 @@ def test_label_studio_is_refused_clearly_until_its_adapter_lands(tmp_path):
         str(tmp_path / "lake"),
     )
     assert result.exit_code == 2
-    assert "not available yet" in result.output
+    assert "LABEL_STUDIO_URL" in result.output and "LABEL_STUDIO_API_KEY" in result.output
