@@ -14,7 +14,6 @@ from typing import Any
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    DownloadColumn,
     MofNCompleteColumn,
     Progress,
     TextColumn,
@@ -70,14 +69,17 @@ def warn(text: str) -> None:
 
 
 @contextmanager
-def progress(total: int, description: str, unit_bytes: bool = False) -> Iterator[Any]:
+def progress(total: int, description: str) -> Iterator[Any]:
     """A progress bar on stderr when it is a terminal; else a plain line per advance."""
     console = Console(file=sys.stderr)
     if console.is_terminal:
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
-        if unit_bytes:
-            columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn()]
-        columns += [TimeElapsedColumn(), TimeRemainingColumn()]
+        columns = [
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        ]
         with Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task(description, total=total)
             yield lambda advance=1, note=None: bar.update(task, advance=advance)

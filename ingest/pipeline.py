@@ -11,13 +11,11 @@ writes its own files, so rows are identical whatever the parallelism.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import hashlib
 import json
 import multiprocessing
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -389,20 +387,3 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
-
-
-def progress_printer(total: int) -> Callable[[FileResult], None]:
-    """A callback printing one plain line per finished file to stderr (no terminal needed)."""
-    count = 0
-
-    def report(result: FileResult) -> None:
-        nonlocal count
-        count += 1
-        name = result.source_uri.rsplit("/", 1)[-1]
-        print(f"[{count}/{total}] {result.status:<11} {name}", file=sys.stderr, flush=True)
-
-    return report
-
-
-def utc(ns: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC)
