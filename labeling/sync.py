@@ -89,7 +89,7 @@ def _merge(
     tasks = {r["scene_id"]: r for r in _store.read_rows(lake, "tasks", batch_id)}
     labels = {r["scene_id"]: r for r in _store.read_rows(lake, "labels", batch_id)}
     synced = dt.datetime.now(dt.UTC)
-    written = newly = 0
+    written = newly = changed = 0
     for update in sorted(updates, key=lambda u: (u.scene_id, u.completed_at or u.created_at)):
         plan = expected.get(update.scene_id)
         if plan is None:
@@ -105,6 +105,7 @@ def _merge(
             "completed_at": None,
         }
         was_labeled = row.get("status") == LABELED
+        before = ({k: v for k, v in row.items() if k != "synced_at"}, labels.get(update.scene_id))
         row.update(
             external_id=update.external_id,
             submitted_at=update.created_at,  # the vendor's own creation time
@@ -129,16 +130,20 @@ def _merge(
             row["status"] = row.get("status") if was_labeled else SUBMITTED
         tasks[update.scene_id] = row
         written += 1
-    if not written:
-        return 0, 0
+        after = ({k: v for k, v in row.items() if k != "synced_at"}, labels.get(update.scene_id))
+        changed += after != before
+    if not changed:  # a re-read of what the lake already holds: rewrite nothing
+        return written, 0
     rows = [tasks[s] for s in sorted(tasks, key=lambda s: expected.get(s, {}).get("position", 0))]
-    _store.write_rows(lake, "tasks", batch_id, rows, _store.TASK_SCHEMA)
-    if labels:
-        _store.write_rows(lake, "labels", batch_id, list(labels.values()), _store.LABEL_SCHEMA)
+    # events, then labels, then tasks: the files compared above are written last, so a crash
+    # part-way leaves a difference and the rerun writes everything again (never skips events)
     seen = [r for r in rows if r.get("synced_at") is not None]
     _record(lake, "submitted", batch_id, vendor, seen, "submitted_at")
     done = [r for r in seen if r["completed_at"]]
     _record(lake, "labeled", batch_id, vendor, done, "completed_at")
+    if labels:
+        _store.write_rows(lake, "labels", batch_id, list(labels.values()), _store.LABEL_SCHEMA)
+    _store.write_rows(lake, "tasks", batch_id, rows, _store.TASK_SCHEMA)
     return written, newly
 
 

@@ -131,3 +131,18 @@ def test_status_on_an_empty_lake(tmp_path):
     assert labeling.status(tmp_path).empty
     assert labeling.overdue(tmp_path).empty
     assert labeling.turnaround(tmp_path).empty
+
+
+def test_a_sync_that_learns_nothing_new_rewrites_nothing(lake, vendor, clock, retry):
+    labeling.submit(lake, "brakes", vendor, batch_size=5, retry=retry)
+    clock.advance(days=30)
+    labeling.sync(lake, vendor, retry=retry)
+    files = {
+        p: p.stat().st_mtime_ns
+        for table in ("tasks", "labels", "events")
+        for p in lake.files(table)
+    }
+    again = labeling.sync(lake, vendor, full=True, retry=retry)  # re-reads every task
+    assert again.changes == 12 and again.labeled == 0
+    assert {p: p.stat().st_mtime_ns for p in files} == files
+    assert counts(lake) == {"tasks": 12, "labels": 12, "submitted": 12, "labeled": 12}
