@@ -31,23 +31,31 @@ class Clock:
         self.now += dt.timedelta(**delta)
 
 
-@pytest.fixture(scope="session")
-def base_lake(tmp_path_factory) -> Path:
-    drives = tmp_path_factory.mktemp("labeling-drives")
-    generate(drives, logs=2, seconds=60, seed=3)
-    root = tmp_path_factory.mktemp("labeling-lake") / "lake"
+def selection_lake(folder: Path, logs: int, seed: int) -> Path:
+    """Generated logs of 60 s, ingested, with every scene saved as selection "brakes"."""
+    drives = folder / "drives"
+    generate(drives, logs=logs, seconds=60, seed=seed)
+    root = folder / "lake"
     assert ingest(sorted(drives.glob("*.mcap")), root).exit_code == 0
     m = mining.open(root)
-    scenes = m.sql("SELECT scene_id, -min_accel AS score FROM scenes ORDER BY scene_id")
-    m.save("brakes", scenes)
+    m.save("brakes", m.sql("SELECT scene_id, -min_accel AS score FROM scenes ORDER BY scene_id"))
     return root
+
+
+def private_copy(lake: Path, target: Path) -> Lake:
+    """A copy of a session lake that one test may change (no index, no locks)."""
+    shutil.copytree(lake, target, ignore=shutil.ignore_patterns("_index", "_locks"))
+    return Lake(target)
+
+
+@pytest.fixture(scope="session")
+def base_lake(tmp_path_factory) -> Path:
+    return selection_lake(tmp_path_factory.mktemp("labeling"), logs=2, seed=3)
 
 
 @pytest.fixture
 def lake(base_lake, tmp_path) -> Lake:
-    target = tmp_path / "lake"
-    shutil.copytree(base_lake, target, ignore=shutil.ignore_patterns("_index", "_locks"))
-    return Lake(target)
+    return private_copy(base_lake, tmp_path / "lake")
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import shutil
 import threading
 import uuid
 from pathlib import Path
@@ -14,15 +13,14 @@ import pytest
 import requests
 
 import labeling
-import mining
 from flywheel.config import LabelingConfig
 from flywheel.errors import ConfigError, TransientError, VendorError
 from flywheel.lake import Lake
-from ingest import generate, ingest
 from labeling import Retry
 from labeling.vendors import open_vendor
 from labeling.vendors.label_studio import LabelStudioVendor, label_config
 
+from .conftest import private_copy, selection_lake
 from .label_studio_server import free_port
 
 NO_WAIT = Retry(attempts=3, base_s=0.0, max_s=0.0, sleep=lambda s: None)
@@ -31,20 +29,12 @@ NO_WAIT = Retry(attempts=3, base_s=0.0, max_s=0.0, sleep=lambda s: None)
 @pytest.fixture(scope="session")
 def small_lake(tmp_path_factory) -> Path:
     """1 generated log x 60 s, ingested, with selection "brakes"."""
-    drives = tmp_path_factory.mktemp("ls-drives")
-    generate(drives, logs=1, seconds=60, seed=5)
-    root = tmp_path_factory.mktemp("ls-lake") / "lake"
-    assert ingest(sorted(drives.glob("*.mcap")), root).exit_code == 0
-    m = mining.open(root)
-    m.save("brakes", m.sql("SELECT scene_id, -min_accel AS score FROM scenes ORDER BY scene_id"))
-    return root
+    return selection_lake(tmp_path_factory.mktemp("ls"), logs=1, seed=5)
 
 
 @pytest.fixture
 def ls_lake(small_lake, tmp_path) -> Lake:
-    target = tmp_path / "lake"
-    shutil.copytree(small_lake, target, ignore=shutil.ignore_patterns("_index", "_locks"))
-    return Lake(target)
+    return private_copy(small_lake, tmp_path / "lake")
 
 
 @pytest.fixture
