@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,8 @@ import mining
 from flywheel.lake import Lake
 from ingest import generate, ingest
 from labeling import Retry, SimulatedVendor
+
+from ..lakes import private_copy
 
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)
 
@@ -40,12 +41,6 @@ def selection_lake(folder: Path, logs: int, seed: int) -> Path:
     m = mining.open(root)
     m.save("brakes", m.sql("SELECT scene_id, -min_accel AS score FROM scenes ORDER BY scene_id"))
     return root
-
-
-def private_copy(lake: Path, target: Path) -> Lake:
-    """A copy of a session lake that one test may change (no index, no locks)."""
-    shutil.copytree(lake, target, ignore=shutil.ignore_patterns("_index", "_locks"))
-    return Lake(target)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,8 @@ from labeling import Retry
 from labeling.vendors import open_vendor
 from labeling.vendors.label_studio import LabelStudioVendor, label_config
 
-from .conftest import private_copy, selection_lake
+from ..lakes import private_copy
+from .conftest import selection_lake
 from .label_studio_server import free_port
 
 NO_WAIT = Retry(attempts=3, base_s=0.0, max_s=0.0, sleep=lambda s: None)

@@ -6,13 +6,14 @@ Tests that write (index builds, selections, extra logs) work on `lake_copy`, a p
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from flywheel.lake import Lake
 from ingest import generate, ingest
+
+from ..lakes import private_copy
 
 LOGS, SECONDS, SEED = 6, 120.0, 5
 
@@ -45,6 +46,4 @@ def late_log(drives) -> Path:
 
 @pytest.fixture
 def lake_copy(base_lake, tmp_path) -> Lake:
-    target = tmp_path / "lake"
-    shutil.copytree(base_lake, target, ignore=shutil.ignore_patterns("_index", "_locks"))
-    return Lake(target)
+    return private_copy(base_lake, tmp_path / "lake")
