@@ -605,6 +605,93 @@ def label_status(batch_id, lake, fmt) -> None:
         console.warn(f"{len(late)} tasks past their vendor's SLA")
 
 
+@cli.command("track")
+@click.argument("stage", type=click.Choice(["trained", "evaluated", "deployed"]))
+@click.option("--model", required=True, help="The model id.")
+@click.option(
+    "--batch",
+    "batches",
+    multiple=True,
+    metavar="BATCH_ID",
+    help="A label batch the training run used (trained only; repeat for several).",
+)
+@click.option("--at", "at", default=None, metavar="ISO8601", help="When (default: now).")
+@click.option("--attrs", default=None, metavar="JSON", help="Extra facts, e.g. '{\"map\": 0.7}'.")
+@lake_option
+@format_option
+@expected_errors
+def track_command(stage, model, batches, at, attrs, lake, fmt) -> None:
+    """Record a stage that happens outside the platform: trained, evaluated, deployed.
+
+    Example: flywheel track trained --model det-v7 --batch demo-1 --batch demo-2
+    """
+    from metrics import track
+    from metrics.track import parse_attrs, parse_time
+
+    config = load_config({"lake": lake})
+    when = parse_time(at) if at else None
+    path = track(config.lake, stage, model, batches=batches, at=when, attrs=parse_attrs(attrs))
+    if fmt == "json":
+        console.print_json(
+            {
+                "stage": stage,
+                "model": model,
+                "batches": list(batches),
+                "at": when,
+                "file": str(path),
+            }
+        )
+        return
+    used = f" on {len(batches)} batch{'es' if len(batches) != 1 else ''}" if batches else ""
+    console.line(f"{stage}: model {model}{used} at {(when.isoformat() if when else 'now')}")
+
+
+@cli.command("report")
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="HTML file to write. Default: <lake>/_reports/report.html.",
+)
+@click.option(
+    "--since",
+    default=None,
+    metavar="ISO8601",
+    help="Only stage transitions and deployments from this time on.",
+)
+@click.option(
+    "--alert",
+    "alert_id",
+    default=None,
+    metavar="ALERT_ID",
+    help="Instead of the report, list the entities behind one alert.",
+)
+@lake_option
+@format_option
+@expected_errors
+def report_command(out, since, alert_id, lake, fmt) -> None:
+    """The end-to-end cycle-time report: HTML dashboard, terminal summary, or JSON.
+
+    Example: flywheel report --since 2026-11-01
+    """
+    import metrics
+    from metrics.track import parse_time
+
+    config = load_config({"lake": lake})
+    if alert_id:
+        frame = metrics.alert_entities(config.lake, alert_id, config=config.metrics)
+        console.frame(frame, fmt, title=f"alert {alert_id}: {len(frame)} entities")
+        return
+    report = metrics.build(
+        config.lake, since=parse_time(since) if since else None, config=config.metrics
+    )
+    path = metrics.write_html(report, out or Path(config.lake) / "_reports" / "report.html")
+    if fmt == "json":
+        console.print_json(metrics.contract_json(report) | {"html": str(path)})
+        return
+    metrics.print_summary(report, str(path))
+
+
 def main() -> None:
     cli(prog_name="flywheel")
 

@@ -36,10 +36,29 @@ class LabelingConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # a stage is slow when this week's p50 latency is above `slow_factor` x its trailing
+    # baseline (the `baseline_weeks` before) and above it by `slow_min_hours`, over at least
+    # `slow_min_scenes` scenes: a real shift, not a wiggle
+    slow_factor: float = 1.5
+    slow_min_hours: float = 1.0
+    slow_min_scenes: int = 20
+    baseline_weeks: int = 4
+    # work waiting at a stage longer than this is stuck (days; 0 = never alert). `ingested`
+    # has none: most scenes are never mined, by design; `mined` is off by default, since
+    # selections saved to explore are never meant for labeling. `submitted` is the SLA's.
+    stuck_mined_days: float = 0.0
+    stuck_labeled_days: float = 14.0
+    stuck_trained_days: float = 7.0
+    stuck_evaluated_days: float = 14.0
+
+
+@dataclass(frozen=True)
 class Config:
     lake: str = "lake"
     ingest: IngestConfig = field(default_factory=IngestConfig)
     labeling: LabelingConfig = field(default_factory=LabelingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # where each setting came from, for `flywheel config`
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -102,7 +121,11 @@ def load_config(overrides: dict[str, Any] | None = None, cwd: str | Path | None 
             values[key] = value
             sources[key] = "flag"
 
-    sections: dict[str, type] = {"ingest": IngestConfig, "labeling": LabelingConfig}
+    sections: dict[str, type] = {
+        "ingest": IngestConfig,
+        "labeling": LabelingConfig,
+        "metrics": MetricsConfig,
+    }
     top: dict[str, Any] = {}
     parts: dict[str, dict[str, Any]] = {name: {} for name in sections}
     for key, value in values.items():

@@ -1,11 +1,10 @@
-"""`flywheel demo`: the loop on generated data: drive logs, the lake, mining against the truth.
-
-Later stages extend it (index, mine, label, track, report); each step calls the same API a
-user would.
+"""`flywheel demo`: the whole loop on generated data: generate, ingest, index, mine, label,
+track, report. Each step calls the same API a user would.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -29,7 +28,10 @@ def run_demo(
     target = resolve(lake)
     source = target.root / "_demo" / "logs"
     console.line(f"[bold]1. generate[/bold] {logs} drive logs of {seconds:.0f} s (seed {seed})")
-    generate(source, logs=logs, seconds=seconds, seed=seed, camera=True)
+    # drives of the day before yesterday (UTC): collected -> ingested is then a realistic
+    # upload delay in the report, and a rerun on the same day regenerates the same files
+    day = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).date()
+    generate(source, logs=logs, seconds=seconds, seed=seed, camera=True, day=day)
     truth = json.loads((source / "truth.json").read_text())
 
     console.line(f"[bold]2. ingest[/bold] into {target.root} on {workers} Dask workers")
@@ -53,12 +55,14 @@ def run_demo(
     )
     mined = mine_demo(target, truth)
     labeled = label_demo(target)
+    reported = report_demo(target, labeled["batches"], seed=seed)
     return {
         "ingest": summary.as_dict(),
         "lake": state,
         "truth": found,
         "mining": mined,
         "labeling": labeled,
+        "report": reported,
     }
 
 
@@ -68,7 +72,6 @@ def label_demo(lake: Lake, wait_s: float = 3.0) -> dict:
     The simulated vendor here turns a task around in about a second (median), so the demo's
     timestamps stay real; a real vendor takes hours, configured in `[labeling]`.
     """
-    import datetime as dt
     import time
 
     import labeling
@@ -103,7 +106,56 @@ def label_demo(lake: Lake, wait_s: float = 3.0) -> dict:
         ),
         title="labeling batches",
     )
-    return {"submitted": submitted.as_dict(), "synced": synced.as_dict()}
+    return {
+        "submitted": submitted.as_dict(),
+        "synced": synced.as_dict(),
+        # every batch of the demo selection, this run's or an earlier run's
+        "batches": sorted(set(b for b, s in zip(*_outbox(lake), strict=True) if s == "demo")),
+    }
+
+
+def _outbox(lake: Lake) -> tuple[list[str], list[str]]:
+    import labeling
+
+    frame = labeling.batches(lake)
+    return list(frame["batch_id"]), list(frame["selection"])
+
+
+def report_demo(lake: Lake, batches: list[str], seed: int = 0, weeks: int = 8) -> dict:
+    """Track a model trained on the demo's batches, add weeks of history, write the report.
+
+    The history (``metrics.simulate_history``) gives the trends weeks to show, with a slower
+    labeling week at the end so an alert fires; every number then comes from the report's
+    one code path, the demo's own scenes included.
+    """
+    import time
+
+    import metrics
+
+    console.line("[bold]6. track and report[/bold]")
+    history = metrics.simulate_history(
+        lake, weeks=weeks, scenes_per_week=60, seed=seed, slowdown=3.0
+    )
+    console.line(
+        f"simulated {weeks} weeks of history: {history.scenes} scenes, {history.events} events, "
+        f"{history.models} models (tagged simulated_history)"
+    )
+    model = "demo-model-1"
+    for stage in ("trained", "evaluated", "deployed"):
+        metrics.track(
+            lake,
+            stage,
+            model,
+            batches=batches if stage == "trained" else (),
+            attrs={"map": 0.71} if stage == "evaluated" else None,
+        )
+        time.sleep(0.01)  # distinct, ordered timestamps
+    console.line(f"tracked {model}: trained on {len(batches)} demo batches, evaluated, deployed")
+    report = metrics.build(lake)
+    path = metrics.write_html(report, lake.root / "_reports" / "report.html")
+    metrics.print_summary(report)
+    console.line(f"[bold]report:[/bold] {path}")
+    return {"path": str(path), "alerts": len(report.alerts), "bottleneck": report.bottleneck}
 
 
 def mine_demo(lake: Lake, truth: dict) -> dict[str, float]:

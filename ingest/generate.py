@@ -14,6 +14,7 @@ are scripted so the ego reacts to them. `truth.json` names every planted event.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import struct
@@ -431,7 +432,9 @@ class _LogPlan:
     city: tuple[float, float, float]
 
 
-def _plan(logs: int, seconds: float, seed: int) -> list[_LogPlan]:
+def _plan(
+    logs: int, seconds: float, seed: int, day0: dt.date | None = None
+) -> list[_LogPlan]:
     rng = np.random.Generator(np.random.PCG64(seed))
     # Regimes: mostly urban; with two or more logs at least one of each.
     highway = [bool(rng.random() < 0.35) for _ in range(logs)]
@@ -448,8 +451,11 @@ def _plan(logs: int, seconds: float, seed: int) -> list[_LogPlan]:
         city = (city[0] + rng.uniform(-0.03, 0.03), city[1] + rng.uniform(-0.03, 0.03), city[2])
         local_hour = (phase + 24.0 * i / max(logs, 1) + rng.uniform(-0.5, 0.5)) % 24
         hour = (local_hour - city[1] / 15.0) % 24  # solar time: 15 degrees of longitude an hour
-        day = int(rng.integers(0, 365))
-        start_ns = EPOCH_2026_NS + day * 86_400 * 10**9 + int(hour * 3600 * 1e3) * 10**6
+        day = int(rng.integers(0, 365))  # drawn even when unused: same data for any `day0`
+        base_ns = EPOCH_2026_NS + day * 86_400 * 10**9
+        if day0 is not None:
+            base_ns = int(dt.datetime.combine(day0, dt.time(), dt.UTC).timestamp()) * 10**9
+        start_ns = base_ns + int(hour * 3600 * 1e3) * 10**6
         start_ns += int(rng.integers(0, 10**9))
         slots = []
         t = rng.uniform(12, 18)
@@ -1113,12 +1119,14 @@ def generate(
     camera: bool = False,
     *,
     compression: str = "zstd",
+    day: dt.date | None = None,
 ) -> list[Path]:
     """Write `logs` synthetic drive logs of `seconds` each, and `out_dir/truth.json`.
 
     Files are `drive_0000.mcap`, ... (ROS 2 profile, CDR). The same arguments give
     byte-identical files. `compression` is the MCAP chunk compression: "zstd" (what rosbag2
-    and the mcap writers default to), "lz4" or "none".
+    and the mcap writers default to), "lz4" or "none". `day` puts every log on that UTC day
+    (default: a day of 2026 drawn per log); only the timestamps change.
 
     >>> generate("drives", logs=2, seconds=60, seed=1)  # doctest: +SKIP
     [PosixPath('drives/drive_0000.mcap'), PosixPath('drives/drive_0001.mcap')]
@@ -1129,7 +1137,7 @@ def generate(
     if compression not in kinds:
         raise ValueError(f"compression must be one of {', '.join(kinds)}, not {compression!r}")
     paths, logs_truth, events = [], [], []
-    for p in _plan(logs, seconds, seed):
+    for p in _plan(logs, seconds, seed, day):
         path = out / f"drive_{p.index:04d}.mcap"
         info = _write_log(path, p, seconds, camera, kinds[compression], seed)
         logs_truth.append(info)

@@ -1,1 +1,63 @@
-"""Metrics: the end-to-end cycle-time report across every stage. Issue 5."""
+"""Metrics: the end-to-end cycle-time report across every stage (CONTRACT §2 "The cycle").
+
+>>> import metrics
+>>> report = metrics.build("lake")                      # doctest: +SKIP
+>>> metrics.write_html(report, "report.html")           # doctest: +SKIP
+>>> metrics.track("lake", "trained", "det-v7", batches=["demo-1"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+
+from flywheel.config import MetricsConfig, load_config
+from flywheel.events import now as _now
+from flywheel.lake import Lake, resolve
+from metrics.alerts import Alert
+from metrics.cycle import STAGES
+from metrics.history import simulate_history
+from metrics.html import write as write_html
+from metrics.report import Report, build, contract_json
+from metrics.summary import print_summary
+from metrics.track import track
+
+__all__ = [
+    "STAGES",
+    "Alert",
+    "Report",
+    "alert_entities",
+    "build",
+    "contract_json",
+    "cycle",
+    "print_summary",
+    "simulate_history",
+    "track",
+    "write_html",
+]
+
+
+def cycle(lake: str | Lake | None = None) -> pd.DataFrame:
+    """One row per scene: each stage's time (UTC) and latency (s), and its furthest stage."""
+    from metrics.report import connect
+
+    con = connect(resolve(lake))
+    frame = con.execute("SELECT * FROM cycle ORDER BY collected, scene_id").df()
+    for stage in STAGES:
+        frame[stage] = pd.to_datetime(frame[stage], unit="s", utc=True)
+    return frame
+
+
+def alert_entities(
+    lake: str | Lake | None,
+    alert_id: str,
+    now: dt.datetime | None = None,
+    config: MetricsConfig | None = None,
+) -> pd.DataFrame:
+    """The scenes or tasks behind alert `alert_id` (``flywheel report --alert ID``)."""
+    from metrics import alerts
+    from metrics.report import connect
+
+    con = connect(resolve(lake))
+    return alerts.entities(con, alert_id, now or _now(), config or load_config().metrics)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from click.testing import CliRunner
 
 from flywheel.cli import cli
@@ -33,8 +35,21 @@ def test_demo_runs_the_loop_and_finds_the_planted_events(tmp_path):
     import labeling
 
     batches = labeling.status(lake)
+    batches = batches[batches["selection"] == "demo"]
     assert batches["tasks"].sum() == len(demo)  # every demo scene went to the vendor once
+    # the loop closes: a model trained on the demo's batches is deployed, and the report says so
+    report_path = Path(result.stdout.strip().splitlines()[-1].split("report:")[-1].strip())
+    assert report_path.is_file() and report_path.read_text().startswith("<!doctype html>")
+    import metrics
+
+    report = metrics.build(lake)
+    (model,) = [m for m in report.lineage if m["model_id"] == "demo-model-1"]
+    assert model["batches"] == sorted(batches["batch_id"]) and model["deployed_at"]
+    cycle = metrics.cycle(lake).set_index("scene_id").loc[list(demo["scene_id"])]
+    assert (cycle["last_stage"] == "deployed").all()
+    assert len(report.cycle_weekly) >= 4  # weeks of history: the trend has points
     # a second demo on the same lake reuses the logs: nothing is ingested twice
     again = CliRunner().invoke(cli, ["demo", "--lake", str(lake)], catch_exceptions=False)
     assert again.exit_code == 0
     assert "4 already in the lake" in again.stdout
+    assert metrics.build(lake).scenes == report.scenes  # the history is not written twice

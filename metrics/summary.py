@@ -1,0 +1,76 @@
+"""The report for a terminal: the same numbers as the HTML page, as rich tables."""
+
+from __future__ import annotations
+
+from flywheel import console
+from metrics._units import duration
+from metrics.report import Report
+
+
+def print_summary(report: Report, html_path: str | None = None) -> None:
+    """Print the bottleneck, per-stage latency, cycle, WIP, vendors and alerts."""
+    console.line(f"[bold]{report.bottleneck_sentence}[/bold]")
+    shares = report.bottleneck_shares
+    console.table(
+        [
+            (
+                s["stage"],
+                s["count"],
+                duration(s["p50_s"]),
+                duration(s["p90_s"]),
+                duration(s["p99_s"]),
+                f"{shares[s['stage']]:.0%}" if s["stage"] in shares else "-",
+            )
+            for s in report.stages
+        ],
+        ["stage", "scenes", "p50", "p90", "p99", "share of cycle"],
+        title="latency per stage (time since the previous stage)",
+    )
+    c = report.cycle
+    console.line(
+        f"cycle (collected → deployed): {c.get('count') or 0:,} scenes, "
+        f"p50 {duration(c.get('p50_s'))}, p90 {duration(c.get('p90_s'))}"
+    )
+    console.table(
+        [
+            (
+                d["stage"],
+                d["waiting_for"],
+                d["count"],
+                duration(d["age_p50_s"]),
+                duration(d["age_max_s"]),
+            )
+            for d in report.wip_detail
+            if d["count"]
+        ],
+        ["at", "waiting for", "scenes", "age p50", "oldest"],
+        title="work in progress",
+    )
+    if report.vendors:
+        console.table(
+            [
+                (
+                    v["vendor"],
+                    v["tasks"],
+                    v["labeled"],
+                    duration(v["turnaround_p50_s"]),
+                    duration(v["turnaround_p90_s"]),
+                    duration(v["sla_s"]),
+                    "-" if v["within_sla"] is None else f"{v['within_sla']:.0%}",
+                    v["open_past_sla"],
+                )
+                for v in report.vendors
+            ],
+            ["vendor", "tasks", "labeled", "p50", "p90", "SLA", "within SLA", "open past SLA"],
+            title="labeling turnaround",
+        )
+    if report.alerts:
+        console.table(
+            [(a["title"], a["detail"], a["since"][:16], a["command"]) for a in report.alerts],
+            ["alert", "detail", "since", "show"],
+            title=f"alerts ({len(report.alerts)})",
+        )
+    else:
+        console.line("alerts: none, nothing needs action")
+    if html_path:
+        console.line(f"report: {html_path}")
