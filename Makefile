@@ -6,6 +6,10 @@ INSTALLED := $(VENV)/.installed
 # Label Studio lives in its own venv: its pinned dependencies (Django among them) stay out of ours
 LS_VENV := .venv-label-studio
 LS_INSTALLED := $(LS_VENV)/.label-studio-1.23.2
+# Debian's Chromium: the report test renders the HTML dashboard in it, headless
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
 .PHONY: demo test lint format bench clean
 
@@ -32,9 +36,14 @@ format: $(INSTALLED)
 $(LS_INSTALLED): | $(INSTALLED)
 	$(BIN)/python tests/labeling/label_studio_server.py --install
 
-# the tests start (and stop) the real services they need: Label Studio, a Dask cluster
-test: lint $(LS_INSTALLED)
-	$(BIN)/python -m pytest
+$(CHROMIUM):
+	$(APT) install -y --no-install-recommends chromium || \
+		($(APT) update && $(APT) install -y --no-install-recommends chromium)
+
+# the tests start (and stop) the real services they need: Label Studio, a Dask cluster,
+# headless Chromium
+test: lint $(LS_INSTALLED) $(CHROMIUM)
+	FLYWHEEL_REQUIRE_BROWSER=1 $(BIN)/python -m pytest
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/ingest.py
