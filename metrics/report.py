@@ -146,9 +146,13 @@ def _cycle(
         FROM cycle WHERE {where} GROUP BY week ORDER BY week DESC LIMIT {WEEKS_SHOWN}
         """
     ).fetchall()
-    trend = [
-        {"week": iso(w)[:10], "count": n, "p50_s": a, "p90_s": b} for w, n, a, b in weekly[::-1]
-    ]
+    # every week from the first to the last, a week without a deployment included
+    found = {int(w): (n, a, b) for w, n, a, b in weekly}
+    trend = []
+    if found:
+        for w in range(min(found), max(found) + 1, WEEK_S):
+            n, a, b = found.get(w, (0, None, None))
+            trend.append({"week": iso(w)[:10], "count": n, "p50_s": a, "p90_s": b})
     return {"count": count, "p50_s": p50, "p90_s": p90, "p99_s": p99, "mean_s": mean}, trend
 
 
