@@ -675,6 +675,7 @@ def report_command(out, since, alert_id, lake, fmt) -> None:
     Example: flywheel report --since 2026-11-01
     """
     import metrics
+    from flywheel.lake import Lake
     from metrics.track import parse_time
 
     config = load_config({"lake": lake})
@@ -685,7 +686,12 @@ def report_command(out, since, alert_id, lake, fmt) -> None:
     report = metrics.build(
         config.lake, since=parse_time(since) if since else None, config=config.metrics
     )
-    path = metrics.write_html(report, out or Path(config.lake) / "_reports" / "report.html")
+    if out:
+        path = metrics.write_html(report, out)
+    else:  # in the lake, a folder or an object store alike
+        path = Lake(config.lake).put(
+            "_reports/report.html", lambda p: metrics.write_html(report, p)
+        )
     if fmt == "json":
         console.print_json(metrics.contract_json(report) | {"html": str(path)})
         return

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import tempfile
 from pathlib import Path
 
 from flywheel import console
@@ -26,7 +27,10 @@ def run_demo(
     from ingest import generate, ingest
 
     target = resolve(lake)
-    source = target.root / "_demo" / "logs"
+    # the generated logs sit beside the lake (in a local folder when the lake is an object store)
+    source = (target.root if target.local else Path(tempfile.mkdtemp(prefix="flywheel-"))) / (
+        "_demo/logs"
+    )
     console.line(f"[bold]1. generate[/bold] {logs} drive logs of {seconds:.0f} s (seed {seed})")
     # drives of the day before yesterday (UTC): collected -> ingested is then a realistic
     # upload delay in the report, and a rerun on the same day regenerates the same files
@@ -34,7 +38,7 @@ def run_demo(
     generate(source, logs=logs, seconds=seconds, seed=seed, camera=True, day=day)
     truth = json.loads((source / "truth.json").read_text())
 
-    console.line(f"[bold]2. ingest[/bold] into {target.root} on {workers} Dask workers")
+    console.line(f"[bold]2. ingest[/bold] into {target.uri} on {workers} Dask workers")
     with console.progress(logs, "ingest") as advance:
         summary = ingest(
             [source],
@@ -152,7 +156,7 @@ def report_demo(lake: Lake, batches: list[str], seed: int = 0, weeks: int = 8) -
         time.sleep(0.01)  # distinct, ordered timestamps
     console.line(f"tracked {model}: trained on {len(batches)} demo batches, evaluated, deployed")
     report = metrics.build(lake)
-    path = metrics.write_html(report, lake.root / "_reports" / "report.html")
+    path = lake.put("_reports/report.html", lambda p: metrics.write_html(report, p))
     metrics.print_summary(report)
     console.line(f"[bold]report:[/bold] {path}")
     return {"path": str(path), "alerts": len(report.alerts), "bottleneck": report.bottleneck}

@@ -432,9 +432,7 @@ class _LogPlan:
     city: tuple[float, float, float]
 
 
-def _plan(
-    logs: int, seconds: float, seed: int, day0: dt.date | None = None
-) -> list[_LogPlan]:
+def _plan(logs: int, seconds: float, seed: int, day0: dt.date | None = None) -> list[_LogPlan]:
     rng = np.random.Generator(np.random.PCG64(seed))
     # Regimes: mostly urban; with two or more logs at least one of each.
     highway = [bool(rng.random() < 0.35) for _ in range(logs)]

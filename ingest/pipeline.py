@@ -305,14 +305,14 @@ def ingest(
     """
     started = time.perf_counter()
     target = resolve(lake)
-    target.root.mkdir(parents=True, exist_ok=True)
+    target.ensure()
     target.clean_temporary()
     sources = discover(paths)
     _embedder(embedder)  # fail fast on a bad embedder spec, before any work is sent out
     options = IngestOptions(scene_seconds, force, dict(topic_map) if topic_map else None, embedder)
     # largest first, so one big file does not finish last on an otherwise idle cluster
     sources.sort(key=_size, reverse=True)
-    root = str(target.root)
+    root = target.uri
     results: list[FileResult] = []
 
     def done(result: FileResult) -> None:

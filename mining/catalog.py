@@ -23,15 +23,7 @@ from flywheel.lake import Lake
 
 def fingerprint(lake: Lake) -> tuple:
     """What the snapshot was read from: every published `scenes` and `logs` file, stat'ed."""
-    out = []
-    for table in ("logs", "scenes"):
-        for path in lake.files(table):
-            try:
-                stat = path.stat()
-            except FileNotFoundError:  # replaced while we listed: the next call sees it
-                continue
-            out.append((str(path), stat.st_mtime_ns, stat.st_size))
-    return tuple(out)
+    return tuple(stat for table in ("logs", "scenes") for stat in lake.file_stats(table))
 
 
 @dataclass

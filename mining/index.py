@@ -128,7 +128,7 @@ class Index:
 
 
 def index_dir(lake: Lake) -> Path:
-    return lake.root / INDEX_DIR
+    return lake.root / INDEX_DIR  # local lakes only; object stores go through lake.get/put
 
 
 def load_index(lake: str | os.PathLike | Lake | None = None) -> Index | None:
@@ -137,22 +137,28 @@ def load_index(lake: str | os.PathLike | Lake | None = None) -> Index | None:
     >>> load_index("/tmp/flywheel-doctest-empty-lake") is None
     True
     """
-    folder = index_dir(resolve(lake))
+    target = resolve(lake)
+    where = target.location(INDEX_DIR)
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
-    except FileNotFoundError:
-        return None
+        text = target.read_text(f"{INDEX_DIR}/{MANIFEST}")
+        if text is None:
+            return None
+        manifest = json.loads(text)
     except (OSError, ValueError) as exc:
         raise LakeError(
-            f"index manifest {folder / MANIFEST} is unreadable ({exc}); "
+            f"index manifest {where}/{MANIFEST} is unreadable ({exc}); "
             "rebuild it with `flywheel index`"
         ) from exc
     try:
-        index = faiss.read_index(str(folder / manifest["files"]["index"]))
-        ids = pq.read_table(folder / manifest["files"]["ids"]).column("scene_id").to_pylist()
+        index_file = target.get(f"{INDEX_DIR}/{manifest['files']['index']}")
+        ids_file = target.get(f"{INDEX_DIR}/{manifest['files']['ids']}")
+        if index_file is None or ids_file is None:
+            raise FileNotFoundError("a file the manifest names is gone")
+        index = faiss.read_index(str(index_file))
+        ids = pq.read_table(ids_file).column("scene_id").to_pylist()
     except (OSError, RuntimeError, KeyError) as exc:
         raise LakeError(
-            f"index files in {folder} are missing or damaged ({exc}); "
+            f"index files in {where} are missing or damaged ({exc}); "
             "rebuild it with `flywheel index`"
         ) from exc
     return Index(index, np.asarray(ids, dtype=object), manifest)
@@ -194,24 +200,21 @@ def build_index(
             "log_ids_sha256": hashlib.sha256("\n".join(log_ids).encode()).hexdigest(),
         },
     }
-    folder = index_dir(target)
-    folder.mkdir(parents=True, exist_ok=True)
     with target.lock("index"):
         stamp = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
         files = {"index": f"{stamp}.faiss", "ids": f"{stamp}.ids.parquet"}
-        _publish(folder / files["index"], lambda p: faiss.write_index(faiss_index, str(p)))
+        target.put(
+            f"{INDEX_DIR}/{files['index']}", lambda p: faiss.write_index(faiss_index, str(p))
+        )
         ids = pa.table({"scene_id": pa.array(list(catalog.ids), pa.string())})
-        _publish(folder / files["ids"], lambda p: pq.write_table(ids, p))
+        target.put(f"{INDEX_DIR}/{files['ids']}", lambda p: pq.write_table(ids, p))
         manifest["files"] = files
         manifest["build_seconds"] = round(time.perf_counter() - started, 3)
-        _publish(folder / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
-        for old in folder.iterdir():  # earlier builds: no manifest names them any more
-            if (
-                old.name != MANIFEST
-                and old.name not in files.values()
-                and not old.name.startswith(".")
-            ):
-                old.unlink(missing_ok=True)
+        # the manifest last: it names the new files, so readers switch to them at once
+        target.write_text(f"{INDEX_DIR}/{MANIFEST}", json.dumps(manifest, indent=2) + "\n")
+        for old in target.listdir(INDEX_DIR):  # earlier builds: no manifest names them any more
+            if old != MANIFEST and old not in files.values():
+                target.delete(f"{INDEX_DIR}/{old}")
     return Index(faiss_index, catalog.ids.copy(), manifest)
 
 
@@ -238,18 +241,6 @@ def _make(kind: str, vectors: np.ndarray, dim: int) -> tuple[Any, dict]:
     if n:
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index, params
-
-
-def _publish(final: Path, write) -> None:
-    temp = final.with_name(f".{final.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(temp)
-        with temp.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, final)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
 
 
 def warn(message: str) -> None:

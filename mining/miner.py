@@ -113,12 +113,8 @@ class Miner:
         """The lake's index; built when missing, rebuilt when it belongs to another embedding."""
         catalog = self.catalog()
         current = self._loaded_index
-        manifest_path = _index.index_dir(self.lake) / _index.MANIFEST
-        if (
-            current is None
-            or not manifest_path.exists()
-            or (_read_text(manifest_path) != _index_manifest_text(current))
-        ):
+        published = _read_manifest(self.lake)
+        if current is None or published is None or published != _index_manifest_text(current):
             current = _index.load_index(self.lake)
         if current is None:
             _index.warn(f"no index in {self.lake.root} yet: building one ({catalog.count} scenes)")
@@ -227,19 +223,22 @@ class Miner:
         key = (_RARITY, neighbors)
         if key not in catalog._cache:
             digest = hashlib.sha256(repr((catalog.source, catalog.version)).encode()).hexdigest()
-            path = _index.index_dir(self.lake) / f"rarity-{neighbors}-{digest[:16]}.npy"
-            if path.exists():
+            name = f"rarity-{neighbors}-{digest[:16]}.npy"
+            path = self.lake.get(f"{_index.INDEX_DIR}/{name}")
+            if path is not None:
                 scores = np.load(path)
             else:
                 every = np.arange(catalog.count)
                 scores = _search.rarity(catalog, index, every, neighbors)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                for stale in path.parent.glob(f"rarity-{neighbors}-*.npy"):
-                    stale.unlink(missing_ok=True)
-                temp = path.with_suffix(f".{os.getpid()}.tmp")
-                with temp.open("wb") as handle:
-                    np.save(handle, scores)
-                os.replace(temp, path)
+                for stale in self.lake.listdir(_index.INDEX_DIR):
+                    if stale.startswith(f"rarity-{neighbors}-"):
+                        self.lake.delete(f"{_index.INDEX_DIR}/{stale}")
+
+                def save(target) -> None:
+                    with target.open("wb") as handle:
+                        np.save(handle, scores)
+
+                self.lake.put(f"{_index.INDEX_DIR}/{name}", save)
             catalog._cache[key] = scores
         return catalog._cache[key]
 
@@ -337,7 +336,7 @@ class Miner:
                 f"{', '.join(self.selections()) or 'none'}",
                 name=name,
             )
-        saved = pd.read_parquet(self.lake.path("selections", name)).sort_values("rank")
+        saved = self.lake.read_file("selections", name).to_pandas().sort_values("rank")
         catalog = self.catalog()
         rows = catalog.rows(saved["scene_id"])
         known = rows >= 0
@@ -398,9 +397,9 @@ def _call(method: str, subject: str | None, k: int | None, where: str | None, *m
     return f"{method}({', '.join(args)})"
 
 
-def _read_text(path) -> str | None:
+def _read_manifest(lake) -> str | None:
     try:
-        return path.read_text()
+        return lake.read_text(f"{_index.INDEX_DIR}/{_index.MANIFEST}")
     except OSError:
         return None
 

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from flywheel import events, schemas
@@ -94,7 +93,7 @@ def save(
     with lake.lock(f"selection-{name}"):
         earlier: dict[str, dt.datetime] = {}
         if lake.exists("selections", name):
-            old = pd.read_parquet(lake.path("selections", name))
+            old = lake.read_file("selections", name).to_pandas()
             if not replace:
                 raise InputError(
                     f"selection {name!r} already exists ({len(old)} scenes, saved "

@@ -9,8 +9,8 @@ import pytest
 
 import mining
 from flywheel.errors import InputError
+from flywheel.lake import Lake
 from ingest import ingest
-from mining import index as index_module
 from mining import search
 
 
@@ -42,14 +42,14 @@ def test_build_persists_and_reloads(lake_copy):
 
 def test_a_crash_mid_build_keeps_the_old_index(lake_copy, monkeypatch):
     mining.build_index(lake_copy, kind="flat")
-    real = index_module._publish
+    real = Lake.put
 
-    def crash(final, write):
-        if final.name.endswith(".ids.parquet"):
+    def crash(self, rel, write):
+        if rel.endswith(".ids.parquet"):
             raise KeyboardInterrupt("killed mid-build")
-        real(final, write)
+        return real(self, rel, write)
 
-    monkeypatch.setattr(index_module, "_publish", crash)
+    monkeypatch.setattr(Lake, "put", crash)
     with pytest.raises(KeyboardInterrupt):
         mining.build_index(lake_copy, kind="hnsw")
     monkeypatch.undo()
