@@ -1,0 +1,146 @@
+"""A lake on an object store: `--lake s3://bucket/prefix` against a local S3 server (moto).
+
+The server is moto in server mode on loopback, started here as its own process (moto is a test
+dependency, so `make test` installs it); credentials and the endpoint reach Flywheel only
+through the standard AWS environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from flywheel.lake import Lake
+from ingest import generate, ingest
+from tests.faults.conftest import ROOT, Reader, run, start
+from tests.faults.test_kill import INGEST_TABLES, snapshot
+
+STAMPS = ("ingested_at", "at")
+
+
+@pytest.fixture(scope="module")
+def s3_server(tmp_path_factory):
+    exe = Path(sys.executable).with_name("moto_server")
+    if not exe.exists():
+        pytest.fail("moto_server is missing: `make test` installs the test extras")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
+    process = subprocess.Popen(
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                pytest.fail(f"moto did not start: see {log.name}")
+            time.sleep(0.1)
+    yield url
+    process.kill()
+    process.wait()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """A fresh bucket; the environment points Flywheel (and its subprocesses) at the server."""
+    for name, value in {
+        "AWS_ENDPOINT_URL": s3_server,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    import fsspec
+
+    bucket = f"lake-{random.randrange(1 << 30):x}"
+    fsspec.filesystem("s3", use_listings_cache=False).mkdir(bucket)
+    return f"s3://{bucket}/prefix/lake"
+
+
+@pytest.fixture(scope="module")
+def drives(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("s3-drives")
+    generate(out, logs=3, seconds=40.0, seed=11)
+    return out
+
+
+@pytest.fixture(scope="module")
+def local(drives, tmp_path_factory) -> Lake:
+    lake = Lake(tmp_path_factory.mktemp("local") / "lake")
+    ingest([drives], lake)
+    return lake
+
+
+def flywheel(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flywheel.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )
+
+
+def test_ingest_into_s3_gives_the_rows_of_a_local_ingest(s3, drives, local):
+    result = flywheel("ingest", str(drives), "--lake", s3, "--workers", "2")
+    assert result.returncode == 0, result.stderr
+    assert snapshot(s3, INGEST_TABLES, STAMPS) == snapshot(local.root, INGEST_TABLES, STAMPS)
+    again = flywheel("ingest", str(drives), "--lake", s3)
+    assert again.returncode == 0 and "3 already in the lake" in again.stdout
+
+
+def test_a_killed_ingest_on_s3_leaves_it_readable_and_a_rerun_completes_it(s3, drives, local):
+    duration = run("ingest", f"{s3}-clean", drives)  # the work alone, imports excluded
+    rng = random.Random(7)
+    for attempt in range(3):
+        lake = f"{s3}-{attempt}"
+        with Reader(lake) as reader:
+            process = start("ingest", lake, drives)
+            time.sleep(rng.uniform(0, duration))
+            process.kill()
+            process.wait()
+        assert reader.errors == [] and process.returncode == -9
+        assert flywheel("ingest", str(drives), "--lake", lake).returncode == 0
+        assert snapshot(lake, INGEST_TABLES, STAMPS) == snapshot(local.root, INGEST_TABLES, STAMPS)
+
+
+def test_index_mine_and_report_on_s3(s3, drives, local):
+    import mining
+
+    assert flywheel("ingest", str(drives), "--lake", s3).returncode == 0
+    built = flywheel("index", "--lake", s3, "--kind", "hnsw", "--format", "json")
+    assert built.returncode == 0, built.stderr
+    assert json.loads(built.stdout)["kind"] == "hnsw"
+    assert any(k.endswith("manifest.json") for k in Lake(s3).listdir("_index"))
+    seed = mining.open(local).sql("SELECT scene_id FROM scenes ORDER BY scene_id").scene_id[0]
+    on_s3 = flywheel(
+        "mine", "similar", seed, "--k", "5", "--lake", s3, "--format", "json", "--save", "near"
+    )
+    assert on_s3.returncode == 0, on_s3.stderr
+    expected = list(mining.open(local).similar(seed, k=5)["scene_id"])
+    assert [r["scene_id"] for r in json.loads(on_s3.stdout)] == expected
+    assert list(mining.open(s3).rare(k=3)["scene_id"]) == list(
+        mining.open(local).rare(k=3)["scene_id"]
+    )
+    report = flywheel("report", "--lake", s3, "--format", "json")
+    assert report.returncode == 0, report.stderr
+    data = json.loads(report.stdout)
+    counts = {s["stage"]: s["count"] for s in data["stages"]}
+    assert counts["ingested"] == 12 and counts["mined"] == 5
+    assert data["html"] == f"{s3}/_reports/report.html"
+    assert Lake(s3).read_text("_reports/report.html").startswith("<!doctype html>")
