@@ -605,6 +605,60 @@ def label_status(batch_id, lake, fmt) -> None:
         console.warn(f"{len(late)} tasks past their vendor's SLA")
 
 
+@label.command("webhook")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0: any."
+)
+@click.option(
+    "--register", is_flag=True, help="Register this receiver at Label Studio (idempotent)."
+)
+@click.option(
+    "--public-url",
+    default=None,
+    help="The URL Label Studio calls, when not http://HOST:PORT/flywheel/webhook (a proxy).",
+)
+@lake_option
+@expected_errors
+def label_webhook(host, port, register, public_url, lake) -> None:
+    """Receive Label Studio's webhooks and sync each change into the lake within seconds.
+
+    Every call must carry $FLYWHEEL_WEBHOOK_SECRET in the X-Flywheel-Webhook-Secret header
+    (--register sets that up). Serves until Ctrl-C; keep a periodic `flywheel label sync` too,
+    since Label Studio never resends a call that failed.
+
+    Example: FLYWHEEL_WEBHOOK_SECRET=… flywheel label webhook --port 8765 --register
+    """
+    import logging
+
+    from labeling import webhook
+    from labeling.vendors import open_vendor
+
+    config = load_config({"lake": lake})
+    secret = webhook.secret_from_env()
+    vendor = open_vendor("label-studio", config.lake, config.labeling)
+    logger = logging.getLogger(webhook.log.name)
+    if not logger.handlers:  # request lines and sync outcomes on stderr
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    webhook.serve(
+        config.lake,
+        vendor,
+        secret=secret,
+        host=host,
+        port=port,
+        register=register,
+        public_url=public_url,
+        on_ready=lambda url: console.line(
+            f"listening on {url} for {vendor.location}"
+            + (" (registered)" if register else "")
+            + "; Ctrl-C to stop"
+        ),
+    )
+
+
 @cli.command("track")
 @click.argument("stage", type=click.Choice(["trained", "evaluated", "deployed"]))
 @click.option("--model", required=True, help="The model id.")

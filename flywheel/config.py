@@ -33,6 +33,7 @@ class LabelingConfig:
     price_per_task: float = 0.08  # USD, the simulated vendor's price
     sla_hours: float = 24.0  # the simulated vendor's turnaround promise
     turnaround_hours: float = 4.0  # the simulated vendor's median turnaround
+    label_studio_project: str = "flywheel scenes"  # the Label Studio project's title
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,11 @@
 - ``tasks/<batch_id>.parquet`` and ``labels/<batch_id>.parquet``: one file per batch,
   rewritten with the merged state, so re-running a submit or a sync never adds rows.
 - ``events/labeling-submitted-<batch_id>.parquet``, ``…-labeled-…``: likewise.
-- ``_labeling/cursors/<vendor>.json``: where the last sync stopped, written last.
+- ``_labeling/cursors/<vendor>.json``: where the last sync stopped, written last:
+  ``{"cursor": <the vendor's cursor>, "synced_at": ISO}``. The cursor is whatever JSON value
+  the vendor returned: a plain ISO string (the simulated vendor, and Label Studio cursors written
+  by earlier versions) or an object (Label Studio now: ``{"at": ISO, "seen": {id: ISO}}``).
+  Readers hand it back unchanged, so old files keep working.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import pyarrow.parquet as pq
 
 from flywheel import schemas
 from flywheel.lake import Lake
+from labeling.vendors.base import Cursor
 
 # batch states
 PLANNED = "planned"
@@ -106,12 +111,13 @@ def cursor_path(lake: Lake, vendor: str) -> Path:
     return lake.root / "_labeling" / "cursors" / f"{vendor}.json"
 
 
-def read_cursor(lake: Lake, vendor: str) -> str | None:
+def read_cursor(lake: Lake, vendor: str) -> Cursor | None:
+    """The cursor the last sync of `vendor` stored (None: never synced), as the vendor wrote it."""
     path = cursor_path(lake, vendor)
     return json.loads(path.read_text())["cursor"] if path.exists() else None
 
 
-def write_cursor(lake: Lake, vendor: str, cursor: str | None) -> None:
+def write_cursor(lake: Lake, vendor: str, cursor: Cursor | None) -> None:
     path = cursor_path(lake, vendor)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {"cursor": cursor, "synced_at": dt.datetime.now(dt.UTC).isoformat()}

@@ -52,6 +52,7 @@ def open_vendor(name: str, lake_root, settings) -> Vendor:
         return LabelStudioVendor(
             url,
             api_key,
+            project_title=settings.label_studio_project,
             price_per_task=settings.price_per_task,
             sla=dt.timedelta(hours=settings.sla_hours),
         )

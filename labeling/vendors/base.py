@@ -12,7 +12,9 @@ method               what it does                         Label Studio
 ``find``             look tasks up by idempotency key     GET /api/tasks filtered on
                                                           data.scene_id (+ data.batch_id)
 ``changes``          what changed since a cursor          GET /api/tasks filtered on updated_at
-                                                          (+ annotations)
+                                                          (+ annotations; a full read of a
+                                                          mostly labeled project: one export
+                                                          snapshot)
 ===================  ===================================  =====================================
 
 The idempotency key of a task is ``"<batch_id>/<scene_id>"``; adapters store both ids in the
@@ -33,7 +35,11 @@ import abc
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
+
+# A sync cursor: opaque to callers, JSON-serialisable (stored in the lake as is), read back only
+# by the vendor that returned it. The simulated vendor uses an ISO time; Label Studio a dict.
+Cursor: TypeAlias = str | dict[str, Any]
 
 # task statuses the scheduler and `tasks` table use, whatever the vendor calls them
 SUBMITTED = "submitted"
@@ -121,8 +127,9 @@ class Vendor(abc.ABC):
         """External ids of the tasks stored under `keys` (absent keys are left out)."""
 
     @abc.abstractmethod
-    def changes(self, since: str | None) -> tuple[list[TaskUpdate], str | None]:
+    def changes(self, since: Cursor | None) -> tuple[list[TaskUpdate], Cursor | None]:
         """Tasks created or changed since cursor `since` (None: all), and the next cursor.
 
-        Reporting a task twice is allowed (sync is idempotent); missing one is not.
+        Reporting a task twice is allowed (sync is idempotent); missing one is not. A vendor
+        must accept every cursor it ever returned, older formats included (they stay in lakes).
         """

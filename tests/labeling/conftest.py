@@ -53,6 +53,17 @@ def lake(base_lake, tmp_path) -> Lake:
     return private_copy(base_lake, tmp_path / "lake")
 
 
+@pytest.fixture(scope="session")
+def small_lake(tmp_path_factory) -> Path:
+    """1 generated log x 60 s, ingested, with selection "brakes" (the Label Studio tests')."""
+    return selection_lake(tmp_path_factory.mktemp("ls"), logs=1, seed=5)
+
+
+@pytest.fixture
+def ls_lake(small_lake, tmp_path) -> Lake:
+    return private_copy(small_lake, tmp_path / "lake")
+
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock()

@@ -8,6 +8,12 @@ Importable (``LabelStudioServer``, ``ensure_venv``) and runnable by hand::
 The venv lives at ``<repo>/.venv-label-studio`` (``$FLYWHEEL_LABEL_STUDIO_VENV`` overrides),
 separate from the project's so Label Studio's pinned dependencies (Django among them) never
 leak in. It is created only when missing (pip install, about 90 s, needs the network).
+
+The server runs with ``LABEL_STUDIO_SSRF_PROTECTION_ENABLED=false``: Label Studio refuses
+webhook URLs that resolve to loopback or private addresses otherwise (403 "The provided URL was
+not allowed"), and the webhook tests' receiver listens on 127.0.0.1. The server itself listens
+on loopback only, so nothing outside the machine can make it call anywhere. A real deployment
+keeps the protection on and gives the receiver a routable address (``--public-url``).
 """
 
 from __future__ import annotations
@@ -111,6 +117,8 @@ class LabelStudioServer:
             LABEL_STUDIO_COLLECT_ANALYTICS="false",
             LABEL_STUDIO_LATEST_VERSION_CHECK="false",
             LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK="true",
+            # let webhooks reach a receiver on loopback (see the module docstring)
+            LABEL_STUDIO_SSRF_PROTECTION_ENABLED="false",
         )
         command = [
             str(self.exe),

@@ -7,7 +7,6 @@ import http.server
 import json
 import threading
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
@@ -20,22 +19,9 @@ from labeling import Retry
 from labeling.vendors import open_vendor
 from labeling.vendors.label_studio import LabelStudioVendor, label_config
 
-from ..lakes import private_copy
-from .conftest import selection_lake
 from .label_studio_server import free_port
 
 NO_WAIT = Retry(attempts=3, base_s=0.0, max_s=0.0, sleep=lambda s: None)
-
-
-@pytest.fixture(scope="session")
-def small_lake(tmp_path_factory) -> Path:
-    """1 generated log x 60 s, ingested, with selection "brakes"."""
-    return selection_lake(tmp_path_factory.mktemp("ls"), logs=1, seed=5)
-
-
-@pytest.fixture
-def ls_lake(small_lake, tmp_path) -> Lake:
-    return private_copy(small_lake, tmp_path / "lake")
 
 
 @pytest.fixture
@@ -129,7 +115,7 @@ def test_submit_annotate_sync_and_resubmit_without_duplicates(ls_lake, vendor, l
 
     # nothing changed at the vendor: the next sync labels nothing new and writes no duplicate
     again = labeling.sync(ls_lake, vendor, retry=NO_WAIT)
-    assert again.labeled == 0
+    assert again.labeled == 0 and again.changes == 0  # and nothing is re-listed
     assert count(ls_lake, "SELECT count(*) FROM labels") == 3
     assert count(ls_lake, "SELECT count(*) FROM events WHERE stage = 'labeled'") == 3
 
