@@ -235,7 +235,7 @@ class Lake:
         except FileNotFoundError:
             return None
         tag = str(info.get("ETag", info.get("size", ""))).strip('"')
-        cached = _cache_dir(self.uri) / "files" / rel
+        cached = cache_dir(self.uri) / "files" / rel
         stamp = cached.with_name(cached.name + ".etag")
         if not (cached.exists() and stamp.exists() and stamp.read_text() == tag):
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -317,7 +317,7 @@ class Lake:
         content-derived names, so two writers write the same bytes); run labeling from one
         machine at a time.
         """
-        folder = (self.root if self.local else _cache_dir(self.uri)) / "_locks"
+        folder = (self.root if self.local else cache_dir(self.uri)) / "_locks"
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / f"{name}.lock", "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -391,8 +391,8 @@ def _object_fs(scheme: str):
         ) from exc
 
 
-def _cache_dir(uri: str) -> Path:
-    """This machine's cache for an object-store lake (downloads, locks)."""
+def cache_dir(uri: str) -> Path:
+    """This machine's folder for an object-store lake: downloads, locks, local-only state."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
     return base / "flywheel" / "lakes" / digest

@@ -17,13 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import uuid
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from flywheel import schemas
 from flywheel.lake import Lake
@@ -75,10 +71,8 @@ LABEL_SCHEMA = pa.schema(
 
 def read_rows(lake: Lake, table: str, name: str) -> list[dict[str, Any]]:
     """The rows of one file of a table (empty when it does not exist)."""
-    path = lake.path(table, name)
-    if not path.exists():
-        return []
-    return pq.read_table(path).to_pylist()
+    data = lake.read_file(table, name)
+    return [] if data is None else data.to_pylist()
 
 
 def write_rows(lake: Lake, table: str, name: str, rows: list[dict], schema: pa.Schema) -> None:
@@ -107,20 +101,16 @@ def all_batches(lake: Lake) -> list[list[dict[str, Any]]]:
     return [b for b in (read_batch(lake, i) for i in batch_ids(lake)) if b]
 
 
-def cursor_path(lake: Lake, vendor: str) -> Path:
-    return lake.root / "_labeling" / "cursors" / f"{vendor}.json"
+def cursor_file(vendor: str) -> str:
+    return f"_labeling/cursors/{vendor}.json"
 
 
 def read_cursor(lake: Lake, vendor: str) -> Cursor | None:
     """The cursor the last sync of `vendor` stored (None: never synced), as the vendor wrote it."""
-    path = cursor_path(lake, vendor)
-    return json.loads(path.read_text())["cursor"] if path.exists() else None
+    text = lake.read_text(cursor_file(vendor))
+    return json.loads(text)["cursor"] if text is not None else None
 
 
 def write_cursor(lake: Lake, vendor: str, cursor: Cursor | None) -> None:
-    path = cursor_path(lake, vendor)
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = {"cursor": cursor, "synced_at": dt.datetime.now(dt.UTC).isoformat()}
-    temp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
-    temp.write_text(json.dumps(body))
-    os.replace(temp, path)
+    lake.write_text(cursor_file(vendor), json.dumps(body))

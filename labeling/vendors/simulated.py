@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.errors import TransientError, VendorError
+from flywheel.lake import Lake, cache_dir
 from ingest.scenes import TAGS
 from labeling.vendors.base import LABELED, SUBMITTED, TaskSpec, TaskUpdate, Vendor
 
@@ -48,8 +49,11 @@ SCENARIOS = TAGS
 
 
 def state_dir(lake_root: str | os.PathLike) -> Path:
-    """Where the simulated vendor keeps its state for a lake."""
-    return Path(lake_root) / "_vendors" / "simulated"
+    """Where the simulated vendor keeps its state for a lake: in the lake's folder, or for a
+    lake on an object store in this machine's folder for it (a simulator needs no more)."""
+    lake = lake_root if isinstance(lake_root, Lake) else Lake(lake_root)
+    base = lake.root if lake.local else cache_dir(lake.uri)
+    return base / "_vendors" / "simulated"
 
 
 class SimulatedVendor(Vendor):

@@ -137,10 +137,41 @@ def test_index_mine_and_report_on_s3(s3, drives, local):
     assert list(mining.open(s3).rare(k=3)["scene_id"]) == list(
         mining.open(local).rare(k=3)["scene_id"]
     )
+    submit = flywheel(
+        "label",
+        "submit",
+        "--selection",
+        "near",
+        "--vendor",
+        "simulated",
+        "--batch-size",
+        "2",
+        "--lake",
+        s3,
+        "--format",
+        "json",
+    )
+    assert submit.returncode == 0, submit.stderr
+    assert flywheel("label", "sync", "--lake", s3).returncode == 0
+    again = flywheel(
+        "label",
+        "submit",
+        "--selection",
+        "near",
+        "--vendor",
+        "simulated",
+        "--lake",
+        s3,
+        "--format",
+        "json",
+    )
+    assert again.returncode == 0 and json.loads(again.stdout)["skipped"] == 5  # never twice
+    tasks = Lake(s3).connect().execute("SELECT count(*), count(DISTINCT scene_id) FROM tasks")
+    assert tasks.fetchone() == (5, 5)
     report = flywheel("report", "--lake", s3, "--format", "json")
     assert report.returncode == 0, report.stderr
     data = json.loads(report.stdout)
     counts = {s["stage"]: s["count"] for s in data["stages"]}
-    assert counts["ingested"] == 12 and counts["mined"] == 5
+    assert counts["ingested"] == 12 and counts["mined"] == 5 and counts["submitted"] == 5
     assert data["html"] == f"{s3}/_reports/report.html"
     assert Lake(s3).read_text("_reports/report.html").startswith("<!doctype html>")
