@@ -4,7 +4,6 @@ each test works on its own copy, with a simulated vendor whose clock the test co
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import pytest
@@ -83,26 +82,3 @@ def sleeps() -> list[float]:
 def retry(sleeps) -> Retry:
     """Retries that record their delays instead of sleeping."""
     return Retry(attempts=4, base_s=1.0, max_s=8.0, sleep=sleeps.append, jitter=lambda: 1.0)
-
-
-@pytest.fixture(scope="session")
-def label_studio(tmp_path_factory):
-    """A real Label Studio on loopback for the session (see label_studio_server.py).
-
-    Skipped with the reason when it cannot be installed (no network), unless $CI is set: in CI
-    that is a failure.
-    """
-    from .label_studio_server import LabelStudioServer, SetupError, ensure_venv
-
-    try:
-        exe = ensure_venv()
-    except SetupError as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"Label Studio is required in CI: {error}")
-        pytest.skip(f"Label Studio is not installed and could not be ({error})")
-    server = LabelStudioServer(tmp_path_factory.mktemp("label-studio"), exe)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
