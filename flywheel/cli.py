@@ -329,23 +329,34 @@ def _show(df, fmt: str, save_as: str | None, replace: bool, lake, columns=SCENE_
     show_default=True,
     help="auto: exact while that is fast, HNSW beyond.",
 )
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Build on a worker of this Dask cluster (the lake must be one the workers see).",
+)
 @format_option
 @expected_errors
-def index_command(lake, kind, fmt) -> None:
+def index_command(lake, kind, scheduler, fmt) -> None:
     """Build the similarity index over every scene's embedding.
 
     Example: flywheel index --lake lake --kind auto
     """
     import mining
+    from mining.index import build_index_on_cluster
 
-    index = mining.build_index(load_config({"lake": lake}).lake, kind=kind)
+    where = load_config({"lake": lake}).lake
+    if scheduler:
+        manifest = build_index_on_cluster(scheduler, where, kind)
+    else:
+        manifest = mining.build_index(where, kind=kind).manifest
     if fmt == "json":
-        console.print_json(index.manifest)
+        console.print_json(manifest)
         return
-    manifest = index.manifest
     console.line(
-        f"built a {index.kind} index over {index.count:,} scenes "
+        f"built a {manifest['kind']} index over {manifest['count']:,} scenes "
         f"({manifest.get('embedding_version')}) in {manifest.get('build_seconds', 0):.2f} s"
+        + (f" on the cluster at {scheduler}" if scheduler else "")
     )
 
 

@@ -218,6 +218,38 @@ def build_index(
     return Index(faiss_index, catalog.ids.copy(), manifest)
 
 
+def build_index_on_cluster(
+    scheduler: str, lake: str | os.PathLike | Lake | None = None, kind: str = "auto"
+) -> dict:
+    """Build the index on a worker of the Dask cluster at `scheduler`; its manifest.
+
+    For lakes whose vectors outgrow the machine a notebook runs on: the build (and its memory)
+    happens on a worker, which reads the scenes from the lake and publishes the index there,
+    so the lake must be one the workers see (an object store, or a shared folder).
+    """
+    from distributed import Client
+
+    from flywheel.errors import FlywheelError
+
+    target = resolve(lake)
+    try:
+        client = Client(scheduler, timeout="10s")
+    except OSError as exc:
+        raise FlywheelError(
+            f"cannot reach the Dask scheduler at {scheduler}: {exc}; check the address "
+            "and that `dask scheduler` is running"
+        ) from exc
+    try:
+        future = client.submit(_build_manifest, target.uri, kind, pure=False)
+        return future.result()
+    finally:
+        client.close()
+
+
+def _build_manifest(uri: str, kind: str) -> dict:
+    return build_index(uri, kind).manifest
+
+
 def _make(kind: str, vectors: np.ndarray, dim: int) -> tuple[Any, dict]:
     n = len(vectors)
     d = max(dim, 1)

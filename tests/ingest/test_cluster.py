@@ -90,3 +90,39 @@ def test_an_unreachable_scheduler_is_a_clear_error(drives, tmp_path):
     address = f"tcp://127.0.0.1:{free_port()}"
     with pytest.raises(FlywheelError, match="cannot reach the Dask scheduler"):
         ingest([drives], Lake(tmp_path / "lake"), scheduler=address)
+
+
+def test_index_built_on_a_cluster_worker(drives, cluster, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    import mining
+    from flywheel.cli import cli
+
+    lake = Lake(tmp_path / "lake")
+    ingest([drives], lake)
+    result = CliRunner().invoke(
+        cli,
+        [
+            "index",
+            "--lake",
+            str(lake.root),
+            "--kind",
+            "hnsw",
+            "--scheduler",
+            cluster,
+            "--format",
+            "json",
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.stdout)
+    scenes = lake.connect().execute("SELECT count(*) FROM scenes").fetchone()[0]
+    assert manifest["kind"] == "hnsw" and manifest["count"] == scenes > 0
+    loaded = mining.load_index(lake)  # published in the lake by the worker
+    assert loaded.manifest["built_at"] == manifest["built_at"]
+    miner = mining.open(lake)
+    seed = miner.sql("SELECT scene_id FROM scenes ORDER BY scene_id").scene_id[0]
+    assert miner.similar(seed, k=3)["scene_id"].tolist()  # searches the worker's index
