@@ -8,8 +8,9 @@ Ingest: generated drive logs (ROS 2 MCAP, `--seconds` each); 1x is `--base-logs`
 is a fresh `flywheel ingest` process into a new lake, `--workers 1` and `--workers 2`.
 
 Index: `--base-vectors` embeddings at 1x (the project's FeatureEmbedder dimension, drawn around
-the embeddings of real generated scenes with noise, like bench/mining.py), HNSW (what `--kind
-auto` picks at this size), on 1 and 2 FAISS threads, in a fresh process each.
+the embeddings of real generated scenes with noise, like bench/mining.py), for each of
+`--index-kinds` (HNSW is what `--kind auto` picks at this size; IVF for comparison), on 1 and 2
+FAISS threads, in a fresh process each.
 
 For every run: wall time, peak memory (the sum of the resident sets of the process and all its
 children, sampled every 20 ms from /proc), and, against the 1x run, the growth of each. Linear
@@ -105,14 +106,14 @@ def make_logs(out: Path, count: int, seconds: float) -> list[Path]:
 INDEX_SCRIPT = """
 import sys, numpy as np, faiss
 from mining.index import _make
-n, threads, seed_file = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+n, threads, seed_file, kind = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 faiss.omp_set_num_threads(threads)
 seeds = np.load(seed_file)
 rng = np.random.default_rng(0)
 picks = seeds[rng.integers(0, len(seeds), n)]
 x = (picks + rng.normal(0, 0.05, picks.shape)).astype(np.float32)
 x /= np.linalg.norm(x, axis=1, keepdims=True)
-_make("hnsw", x, x.shape[1])
+_make(kind, x, x.shape[1])
 """
 
 
@@ -123,6 +124,8 @@ def main() -> None:
     parser.add_argument("--base-vectors", type=int, default=50_000)
     parser.add_argument("--out", type=Path, default=Path("/tmp/flywheel-bench-scale"))
     parser.add_argument("--skip-index", action="store_true")
+    parser.add_argument("--skip-ingest", action="store_true")
+    parser.add_argument("--index-kinds", default="hnsw,ivf", help="FAISS kinds to build")
     args = parser.parse_args()
     console = Console()
     out = args.out
@@ -131,7 +134,7 @@ def main() -> None:
 
     files = make_logs(out / "logs", args.base_logs * SCALES[-1], args.seconds)
     rows = []
-    for workers in (1, 2):
+    for workers in () if args.skip_ingest else (1, 2):
         base = None
         for scale in SCALES:
             chosen = files[: args.base_logs * scale]

@@ -436,6 +436,10 @@ def test_unparsable_definition_has_no_fast_path():
 
 
 # --- real logs ---------------------------------------------------------------------------------
+needs_real_logs = pytest.mark.skipif(not REAL_LOGS.is_dir(), reason="shared/data/real-logs missing")
+
+
+@needs_real_logs
 def test_real_ros1_bag_matches_rosbags():
     from rosbags.rosbag1 import Reader
 
@@ -452,6 +456,7 @@ def test_real_ros1_bag_matches_rosbags():
             assert_columns(connection.msgtype, {k: v[::25] for k, v in got.items()}, want)
 
 
+@needs_real_logs
 def test_real_mcap_matches_mcap_ros2():
     msgtype = "geometry_msgs/msg/PoseStamped"
     with open(REAL_LOGS / "cubs2_cub_stabilize_2025_11_13.mcap", "rb") as handle:
