@@ -196,31 +196,38 @@ def main() -> None:
         assert seeds.shape[1] == FeatureEmbedder().dim
         seed_file = out / "seed-embeddings.npy"
         np.save(seed_file, seeds)
-        for threads in (1, 2):
-            base = None
-            for scale in SCALES:
-                n = args.base_vectors * scale
-                seconds, peak = measure(
-                    [sys.executable, "-c", INDEX_SCRIPT, str(n), str(threads), str(seed_file)],
-                    env,
-                )
-                base = base or (seconds, peak)
-                rows.append(
-                    (
-                        "index (hnsw)",
-                        f"{scale}x",
-                        f"{n:,} vectors",
-                        threads,
-                        seconds,
-                        seconds / base[0],
-                        peak,
-                        peak / base[1],
+        for kind in args.index_kinds.split(","):
+            for threads in (1, 2):
+                base = None
+                for scale in SCALES:
+                    n = args.base_vectors * scale
+                    command = [
+                        sys.executable,
+                        "-c",
+                        INDEX_SCRIPT,
+                        str(n),
+                        str(threads),
+                        str(seed_file),
+                        kind,
+                    ]
+                    seconds, peak = measure(command, env)
+                    base = base or (seconds, peak)
+                    rows.append(
+                        (
+                            f"index ({kind})",
+                            f"{scale}x",
+                            f"{n:,} vectors",
+                            threads,
+                            seconds,
+                            seconds / base[0],
+                            peak,
+                            peak / base[1],
+                        )
                     )
-                )
-                console.print(
-                    f"index {scale}x on {threads} threads: {seconds:.1f} s, "
-                    f"peak {peak / 2**20:.0f} MiB"
-                )
+                    console.print(
+                        f"index {kind} {scale}x on {threads} threads: "
+                        f"{seconds:.1f} s, peak {peak / 2**20:.0f} MiB"
+                    )
 
     table = Table(title="scale: time and peak memory against the 1x run")
     for column in (
