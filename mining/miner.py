@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Sequence
@@ -62,6 +63,22 @@ def open(lake: str | os.PathLike | Lake | None = None) -> Miner:
     return Miner(resolve(lake))
 
 
+def _one_snapshot(method):
+    """Run a search on one snapshot of the lake: its helpers skip re-listing the files."""
+
+    @functools.wraps(method)
+    def wrapper(self: Miner, *args, **kwargs):
+        if self._pinned is not None:  # nested: already pinned by the outer call
+            return method(self, *args, **kwargs)
+        self._pinned = self.catalog()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._pinned = None
+
+    return wrapper
+
+
 class Miner:
     """Scene search over one lake: SQL, similarity, rarity, diversity, saved selections.
 
@@ -76,6 +93,8 @@ class Miner:
         self._sandbox: tuple[int, duckdb.DuckDBPyConnection] | None = None
         self._masks: dict[str, np.ndarray] = {}
         self._loaded_index: _index.Index | None = None
+        self._pinned: Catalog | None = None  # the snapshot of the call in progress
+        self._manifest: tuple[object, str | None] = (None, None)  # (file stamp, text)
 
     def __repr__(self) -> str:
         return f"Miner({str(self.lake.root)!r})"
@@ -99,6 +118,8 @@ class Miner:
     # -- the snapshot and the index ----------------------------------------------------------
     def catalog(self) -> Catalog:
         """The scenes snapshot, reloaded when the lake's scenes changed since the last call."""
+        if self._pinned is not None:  # one call works on one snapshot: list the lake once
+            return self._pinned
         if self._catalog is None or self._catalog.source != fingerprint(self.lake):
             self._catalog = Catalog.load(self.lake)
             self._sandbox = None
@@ -113,7 +134,7 @@ class Miner:
         """The lake's index; built when missing, rebuilt when it belongs to another embedding."""
         catalog = self.catalog()
         current = self._loaded_index
-        published = _read_manifest(self.lake)
+        published = self._published_manifest()
         if current is None or published is None or published != _index_manifest_text(current):
             current = _index.load_index(self.lake)
         if current is None:
@@ -130,6 +151,20 @@ class Miner:
             )
         self._loaded_index = current
         return current
+
+    def _published_manifest(self) -> str | None:
+        """The index manifest's text, re-read only when its file changed (a stat, not a read)."""
+        if not self.lake.local:
+            return _read_manifest(self.lake)
+        path = _index.index_dir(self.lake) / _index.MANIFEST
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if self._manifest[0] != stamp:
+            self._manifest = (stamp, _read_manifest(self.lake))
+        return self._manifest[1]
 
     def _mask(self, where: str | None) -> np.ndarray | None:
         if where is None:
@@ -149,6 +184,7 @@ class Miner:
         return self._masks[where]
 
     # -- search ------------------------------------------------------------------------------
+    @_one_snapshot
     def similar(
         self, query: str | Sequence[float] | np.ndarray, k: int = 50, where: str | None = None
     ) -> pd.DataFrame:
@@ -186,6 +222,7 @@ class Miner:
         keep = rows[0] >= 0
         return self._frame(rows[0][keep], sims[0][keep], _call("similar", label, k, where))
 
+    @_one_snapshot
     def rare(self, k: int = 100, where: str | None = None, neighbors: int = 10) -> pd.DataFrame:
         """The `k` most unusual scenes (among those matching `where`), most unusual first.
 
@@ -242,6 +279,7 @@ class Miner:
             catalog._cache[key] = scores
         return catalog._cache[key]
 
+    @_one_snapshot
     def diverse(
         self,
         candidates: pd.DataFrame | Sequence[str] | str,
@@ -352,18 +390,30 @@ class Miner:
     def _frame(self, rows: np.ndarray, scores: np.ndarray, query: str | None) -> pd.DataFrame:
         catalog = self.catalog()
         meta = catalog.meta.take(np.asarray(rows, dtype=np.int64))
-        meta = meta.drop_columns([c for c in HIDDEN if c in meta.column_names])
-        # arrange in Arrow, convert once: pandas inserts and reorders copy every column
-        meta = meta.append_column("score", pa.array(np.asarray(scores, dtype=np.float64)))
-        meta = meta.append_column("rank", pa.array(np.arange(1, meta.num_rows + 1)))
-        if "start_ns" in meta.column_names:
-            start = meta.column("start_ns").cast(pa.timestamp("ns", tz="UTC"))
-            meta = meta.append_column("start", start)
-        leading = [c for c in LEADING if c in meta.column_names]
-        meta = meta.select(leading + [c for c in meta.column_names if c not in leading])
-        frame = meta.to_pandas()
+        names = meta.column_names  # a property that builds a new list: read it once
+        columns: dict[str, object] = {
+            name: _to_numpy(column)
+            for name, column in zip(names, meta.columns, strict=True)
+            if name not in HIDDEN
+        }
+        # build the frame once from NumPy columns: pandas inserts, reorders and Arrow's
+        # pandas metadata each cost more than the search itself at k=10
+        columns["score"] = np.asarray(scores, dtype=np.float64)
+        columns["rank"] = np.arange(1, meta.num_rows + 1)
+        if "start_ns" in columns:
+            columns["start"] = pd.to_datetime(columns["start_ns"], unit="ns", utc=True)
+        leading = [c for c in LEADING if c in columns]
+        order = leading + [c for c in columns if c not in leading]
+        frame = pd.DataFrame({c: columns[c] for c in order}, copy=False)
         frame.attrs["query"] = query
         return frame
+
+
+def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
+    """A column as pandas would hold it (nulls as NaN/None, lists as arrays)."""
+    if pa.types.is_timestamp(column.type):
+        return column.to_pandas()
+    return column.to_numpy()
 
 
 def _positive(value: int, name: str) -> int:
