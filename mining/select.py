@@ -8,6 +8,7 @@ selection name, so replacing a selection replaces its events instead of adding d
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -117,11 +118,33 @@ def save(
             }
         )
         path = lake.write("selections", table, name=name)
-        # a scene already in the replaced selection keeps the time it was first mined
-        times = [earlier.get(sid, created) for sid in ids]
+        # the events file of this selection is rewritten whole (a rerun adds nothing), so it
+        # keeps what it held: a scene dropped by a replace was still mined, and a scene kept
+        # keeps the time it was first mined
+        before = _mined_events(lake, name)
+        for sid, at in earlier.items():
+            before.setdefault(sid, (at, {"selection": name}))
+        current = set(ids)
+        kept = [sid for sid in before if sid not in current]
+        times = [before[sid][0] if sid in before else created for sid in ids]
+        times += [before[sid][0] for sid in kept]
         attrs = [{"selection": name, "rank": r} for r in range(1, len(ids) + 1)]
-        events.record(lake, ids, "mined", at=times, attrs=attrs, name=f"mined-{name}")
+        attrs += [before[sid][1] | {"dropped": True} for sid in kept]
+        events.record(lake, ids + kept, "mined", at=times, attrs=attrs, name=f"mined-{name}")
     return path
+
+
+def _mined_events(lake: Lake, name: str) -> dict[str, tuple[dt.datetime, dict]]:
+    """The `mined` events this selection recorded so far: scene -> (first time, attrs)."""
+    data = lake.read_file("events", f"mined-{name}")
+    out: dict[str, tuple[dt.datetime, dict]] = {}
+    if data is None:
+        return out
+    for row in data.to_pylist():
+        sid, at = row["entity_id"], row["at"]
+        if sid not in out or at < out[sid][0]:
+            out[sid] = (at, json.loads(row["attrs"] or "{}"))
+    return out
 
 
 def _num(value) -> float | None:

@@ -81,6 +81,20 @@ def test_save_replace_and_events(lake_copy):
     assert set(picked.scene_id) <= set(second.scene_id)
 
 
+def test_a_replace_keeps_the_mined_time_of_scenes_it_drops(lake_copy):
+    miner = mining.open(lake_copy)
+    ids = list(miner.sql("SELECT scene_id FROM scenes ORDER BY scene_id").scene_id)
+    miner.save("batch", ids[:3])
+    first = miner.sql("SELECT entity_id, \"at\" FROM events WHERE stage = 'mined'")
+    miner.save("batch", ids[3:5], replace=True)  # the first three were mined all the same
+    miner.save("batch", ids[3:5], replace=True)  # and a repeat adds nothing
+    mined = miner.sql("SELECT entity_id, \"at\" FROM events WHERE stage = 'mined'")
+    assert sorted(mined.entity_id) == ids[:5]  # each once
+    times = mined.set_index("entity_id")["at"]
+    assert times[ids[:3]].tolist() == first.set_index("entity_id")["at"][ids[:3]].tolist()
+    assert list(miner.selection("batch").scene_id) == ids[3:5]
+
+
 def test_save_refuses_bad_input(lake_copy):
     miner = mining.open(lake_copy)
     with pytest.raises(InputError, match="not usable"):
