@@ -24,7 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from flywheel import events
-from flywheel.errors import FlywheelError, InputError
+from flywheel.errors import InputError
 from flywheel.lake import Lake, resolve
 
 LOG_SUFFIXES = (".mcap", ".bag", ".db3")
@@ -358,16 +358,11 @@ def _run_on_dask(root, sources, options, workers, scheduler, done) -> None:
 
 
 def _run_on_cluster(root, sources, options, scheduler, done) -> None:
-    from distributed import Client, as_completed
+    from distributed import as_completed
 
-    try:
-        client = Client(scheduler, timeout="10s")
-    except OSError as exc:
-        raise FlywheelError(
-            f"cannot reach the Dask scheduler at {scheduler}: {exc}; check the address "
-            "and that `dask scheduler` is running"
-        ) from exc
-    try:
+    from flywheel.cluster import client as cluster_client
+
+    with cluster_client(scheduler) as client:
         futures = [
             client.submit(
                 ingest_file, root, str(s), options, key=f"ingest-{i}-{s.name}", pure=False
@@ -376,8 +371,6 @@ def _run_on_cluster(root, sources, options, scheduler, done) -> None:
         ]
         for future in as_completed(futures):
             done(future.result())
-    finally:
-        client.close()
 
 
 def _size(path: Path) -> int:

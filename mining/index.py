@@ -227,23 +227,11 @@ def build_index_on_cluster(
     happens on a worker, which reads the scenes from the lake and publishes the index there,
     so the lake must be one the workers see (an object store, or a shared folder).
     """
-    from distributed import Client
-
-    from flywheel.errors import FlywheelError
+    from flywheel.cluster import client
 
     target = resolve(lake)
-    try:
-        client = Client(scheduler, timeout="10s")
-    except OSError as exc:
-        raise FlywheelError(
-            f"cannot reach the Dask scheduler at {scheduler}: {exc}; check the address "
-            "and that `dask scheduler` is running"
-        ) from exc
-    try:
-        future = client.submit(_build_manifest, target.uri, kind, pure=False)
-        return future.result()
-    finally:
-        client.close()
+    with client(scheduler) as connected:
+        return connected.submit(_build_manifest, target.uri, kind, pure=False).result()
 
 
 def _build_manifest(uri: str, kind: str) -> dict:
