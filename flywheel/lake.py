@@ -93,8 +93,8 @@ class Lake:
         return self.root
 
     def _rel(self, rel: str) -> str:
-        """The location of `rel` (a path inside the lake) for this lake's filesystem."""
-        return f"{self._key}/{rel}" if not self.local else str(self.root / rel)
+        """The object key of `rel` (a path inside the lake); object-store lakes only."""
+        return f"{self._key}/{rel}"
 
     def location(self, rel: str = "") -> str:
         """`rel` inside the lake, as a user would write it (for messages)."""
@@ -276,18 +276,14 @@ class Lake:
                 return False
             _fsync_dir(path.parent)
             return True
-        try:
-            self.fs.rm_file(self._rel(rel))
-        except FileNotFoundError:
+        key = self._rel(rel)
+        if not self.fs.exists(key):  # S3 deletes a missing key without an error
             return False
+        self.fs.rm_file(key)
         return True
 
     def remove(self, table: str, name: str) -> bool:
         """Remove one published file; True if it existed."""
-        if self.local:
-            return self.delete(f"{table}/{name}.parquet")
-        if not self.exists(table, name):
-            return False
         return self.delete(f"{table}/{name}.parquet")
 
     def read_file(self, table: str, name: str) -> pa.Table | None:
