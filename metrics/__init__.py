@@ -40,7 +40,7 @@ __all__ = [
 
 def cycle(lake: str | Lake | None = None) -> pd.DataFrame:
     """One row per scene: each stage's time (UTC) and latency (s), and its furthest stage."""
-    from metrics.report import connect
+    from metrics.cycle import connect
 
     con = connect(resolve(lake))
     frame = con.execute("SELECT * FROM cycle ORDER BY collected, scene_id").df()
@@ -57,7 +57,7 @@ def alert_entities(
 ) -> pd.DataFrame:
     """The scenes or tasks behind alert `alert_id` (``flywheel report --alert ID``)."""
     from metrics import alerts
-    from metrics.report import connect
+    from metrics.cycle import connect
 
     con = connect(resolve(lake))
     return alerts.entities(con, alert_id, now or _now(), config or load_config().metrics)

@@ -32,3 +32,21 @@ def duration(seconds: float | None) -> str:
     if abs(seconds) < 2 * 86400:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} d"
+
+
+VENDOR_COLUMNS = ["vendor", "tasks", "labeled", "p50", "p90", "SLA", "within SLA", "open past SLA"]
+
+
+def vendor_row(vendor: dict) -> list:
+    """One vendor of `Report.vendors` as the dashboard and the terminal show it."""
+    within = vendor["within_sla"]
+    return [
+        vendor["vendor"],
+        f"{vendor['tasks']:,}",
+        f"{vendor['labeled']:,}",
+        duration(vendor["turnaround_p50_s"]),
+        duration(vendor["turnaround_p90_s"]),
+        duration(vendor["sla_s"]),
+        "-" if within is None else f"{within:.0%}",
+        vendor["open_past_sla"],
+    ]

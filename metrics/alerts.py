@@ -56,7 +56,7 @@ class Alert:
 def evaluate(
     con: duckdb.DuckDBPyConnection, now: dt.datetime, config: MetricsConfig
 ) -> list[Alert]:
-    """The alerts for the lake behind `con` (which holds the stitched `cycle` table)."""
+    """The alerts for the lake behind `con` (from `metrics.cycle.connect`)."""
     t = now.timestamp()
     return [*_sla(con, t), *_slow(con, t, config), *_stuck(con, t, config)]
 
@@ -68,14 +68,12 @@ def entities(
     kind, _, key = alert_id.partition(":")
     t = now.timestamp()
     if kind == "sla" and key:
-        if not _has(con, "batches"):
-            return pd.DataFrame()
         return con.execute(
             f"""
             SELECT t.batch_id, t.scene_id, t.vendor, t.external_id, t.status, t.submitted_at,
                    round(($now - epoch_us(t.submitted_at) / 1e6) / 3600, 1) AS open_h,
                    round(b.sla_s / 3600, 1) AS sla_h
-            FROM ({_OPEN_TASKS}) t JOIN ({_BATCH_SLA}) b USING (batch_id)
+            FROM ({_OPEN_TASKS}) t JOIN batch_sla b USING (batch_id)
             WHERE t.vendor = $key AND $now - epoch_us(t.submitted_at) / 1e6 > b.sla_s
             ORDER BY t.submitted_at, t.batch_id, t.scene_id
             """,
@@ -107,18 +105,15 @@ def entities(
 
 
 _OPEN_TASKS = "SELECT * FROM tasks WHERE completed_at IS NULL AND submitted_at IS NOT NULL"
-_BATCH_SLA = "SELECT batch_id, max(sla_s) AS sla_s FROM batches GROUP BY batch_id"
 
 
 def _sla(con: duckdb.DuckDBPyConnection, t: float) -> list[Alert]:
-    if not _has(con, "batches"):
-        return []
     rows = con.execute(
         f"""
         WITH late AS (
             SELECT o.vendor, o.batch_id, count(*) AS n,
                    min(epoch_us(o.submitted_at) / 1e6) AS oldest, any_value(b.sla_s) AS sla_s
-            FROM ({_OPEN_TASKS}) o JOIN ({_BATCH_SLA}) b USING (batch_id)
+            FROM ({_OPEN_TASKS}) o JOIN batch_sla b USING (batch_id)
             WHERE $now - epoch_us(o.submitted_at) / 1e6 > b.sla_s
             GROUP BY o.vendor, o.batch_id
         )
@@ -238,10 +233,3 @@ def _stuck(con: duckdb.DuckDBPyConnection, t: float, config: MetricsConfig) -> l
 
 def _stuck_days(config: MetricsConfig, stage: str) -> float:
     return float(getattr(config, f"stuck_{stage}_days"))
-
-
-def _has(con: duckdb.DuckDBPyConnection, view: str) -> bool:
-    found = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [view]
-    ).fetchone()[0]
-    return bool(found)

@@ -26,8 +26,9 @@ from __future__ import annotations
 import duckdb
 
 from flywheel.events import STAGES
+from flywheel.lake import Lake
 
-__all__ = ["CYCLE_SQL", "STAGES", "latency_sql", "stitch"]
+__all__ = ["CYCLE_SQL", "STAGES", "connect", "latency_sql", "stitch"]
 
 
 def _seconds(column: str) -> str:
@@ -118,3 +119,21 @@ def stitch(con: duckdb.DuckDBPyConnection, table: str = "cycle") -> int:
         f"SELECT *, CASE {last} END AS last_stage, {latencies} FROM ({CYCLE_SQL})"
     )
     return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
+    """The lake's views, the stitched `cycle` table, and `batch_sla`: the SLA each labeling
+    batch was planned with (an empty view on a lake that never labeled, so every query that
+    joins it works on any lake)."""
+    con = lake.connect()
+    stitch(con)
+    labeled = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'batches'"
+    ).fetchone()[0]
+    source = (
+        "SELECT batch_id, max(sla_s) AS sla_s FROM batches GROUP BY batch_id"
+        if labeled
+        else "SELECT NULL::VARCHAR AS batch_id, NULL::DOUBLE AS sla_s WHERE false"
+    )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW batch_sla AS {source}")
+    return con

@@ -12,7 +12,7 @@ from html import escape
 from pathlib import Path
 
 from metrics import charts
-from metrics._units import duration
+from metrics._units import VENDOR_COLUMNS, duration, vendor_row
 from metrics.report import Report
 
 CSS = """
@@ -216,20 +216,10 @@ def _throughput(report: Report) -> str:
 def _vendors(report: Report) -> str:
     if not report.vendors:
         return '<h2 id="vendors">Labeling vendors</h2><p class="muted">No task yet.</p>'
-    rows = [
-        [
-            v["vendor"],
-            v["batches"],
-            f"{v['tasks']:,}",
-            f"{v['labeled']:,}",
-            duration(v["turnaround_p50_s"]),
-            duration(v["turnaround_p90_s"]),
-            duration(v["sla_s"]),
-            "-" if v["within_sla"] is None else f"{v['within_sla']:.0%}",
-            v["open_past_sla"],
-        ]
-        for v in report.vendors
-    ]
+    rows = []
+    for v in report.vendors:  # the terminal's columns, with the batch count after the vendor
+        name, *rest = vendor_row(v)
+        rows.append([name, v["batches"], *rest])
     slas = {v["sla_s"] for v in report.vendors if v["sla_s"]}
     items = [
         (f"{v['vendor']} {k}", v[f"turnaround_{k}_s"] or 0)
@@ -247,17 +237,7 @@ def _vendors(report: Report) -> str:
         '<h2 id="vendors">Labeling vendors: turnaround vs SLA</h2>'
         + chart
         + _table(
-            [
-                "vendor",
-                "batches",
-                "tasks",
-                "labeled",
-                "p50",
-                "p90",
-                "SLA",
-                "within SLA",
-                "open past SLA",
-            ],
+            [VENDOR_COLUMNS[0], "batches", *VENDOR_COLUMNS[1:]],
             rows,
             {1, 2, 3, 4, 5, 6, 7, 8},
         )

@@ -34,7 +34,7 @@ from flywheel.events import now as utc_now
 from flywheel.lake import Lake, resolve
 from metrics import alerts as alerting
 from metrics._units import duration, iso
-from metrics.cycle import STAGES, stitch
+from metrics.cycle import STAGES, connect
 
 WEEK_S = 7 * 86400
 MONDAY_S = 4 * 86400  # 1970-01-05 was the first Monday after the epoch
@@ -63,13 +63,6 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
-    """The lake's views plus the stitched `cycle` table."""
-    con = lake.connect()
-    stitch(con)
-    return con
 
 
 def build(
@@ -242,12 +235,6 @@ def _bottleneck(
 def _vendors(
     con: duckdb.DuckDBPyConnection, since: float | None, now: float
 ) -> list[dict[str, Any]]:
-    has_batches = alerting._has(con, "batches")
-    sla = (
-        "(SELECT batch_id, max(sla_s) AS sla_s FROM batches GROUP BY batch_id)"
-        if has_batches
-        else "(SELECT NULL::VARCHAR AS batch_id, NULL::DOUBLE AS sla_s WHERE false)"
-    )
     rows = con.execute(
         f"""
         WITH t AS (
@@ -263,7 +250,7 @@ def _vendors(
                count(*) FILTER (WHERE done - sub <= sla_s) AS within,
                count(*) FILTER (WHERE done - sub > sla_s) AS late,
                count(*) FILTER (WHERE done IS NULL AND $now - sub > sla_s) AS open_late
-        FROM t LEFT JOIN {sla} b USING (batch_id)
+        FROM t LEFT JOIN batch_sla b USING (batch_id)
         GROUP BY vendor ORDER BY vendor
         """,
         {"now": now},

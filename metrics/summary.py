@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flywheel import console
-from metrics._units import duration
+from metrics._units import VENDOR_COLUMNS, duration, vendor_row
 from metrics.report import Report
 
 
@@ -48,20 +48,8 @@ def print_summary(report: Report, html_path: str | None = None) -> None:
     )
     if report.vendors:
         console.table(
-            [
-                (
-                    v["vendor"],
-                    v["tasks"],
-                    v["labeled"],
-                    duration(v["turnaround_p50_s"]),
-                    duration(v["turnaround_p90_s"]),
-                    duration(v["sla_s"]),
-                    "-" if v["within_sla"] is None else f"{v['within_sla']:.0%}",
-                    v["open_past_sla"],
-                )
-                for v in report.vendors
-            ],
-            ["vendor", "tasks", "labeled", "p50", "p90", "SLA", "within SLA", "open past SLA"],
+            [vendor_row(v) for v in report.vendors],
+            VENDOR_COLUMNS,
             title="labeling turnaround",
         )
     if report.alerts:
