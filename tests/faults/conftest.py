@@ -53,6 +53,29 @@ def drives(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def selection_lake(drives, tmp_path_factory) -> Path:
+    """The six logs ingested, and every scene saved as selection `all` (tests copy it)."""
+    import mining
+
+    root = tmp_path_factory.mktemp("selection") / "lake"
+    run("ingest", root, drives)
+    miner = mining.open(root)
+    miner.save("all", miner.sql("SELECT scene_id FROM scenes ORDER BY scene_id"))
+    return root
+
+
+def flywheel(*args: str) -> subprocess.CompletedProcess:
+    """`flywheel ARGS…` in a fresh process, to the end."""
+    return subprocess.run(
+        [sys.executable, "-m", "flywheel.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )
+
+
 def start(op: str, lake: Path, *args: str) -> subprocess.Popen:
     """Run the driver; returns once it has printed `started`."""
     process = subprocess.Popen(

@@ -10,20 +10,10 @@ import sys
 import pytest
 
 from flywheel.lake import Lake
-from tests.faults.conftest import ROOT, Reader, run
+from tests.faults.conftest import ROOT, Reader, flywheel, run
 from tests.faults.test_kill import INGEST_TABLES, snapshot
 
 STAMPS = ("ingested_at", "at")
-
-
-def flywheel(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "flywheel.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=300,
-    )
 
 
 @pytest.fixture

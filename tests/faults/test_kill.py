@@ -152,18 +152,6 @@ def test_sigkill_index_build(vector_lake, tmp_path, faults):
     assert lost == 0
 
 
-@pytest.fixture(scope="module")
-def selection_lake(drives, tmp_path_factory) -> Path:
-    """The six logs ingested, and every scene saved as selection `all`."""
-    import mining
-
-    root = tmp_path_factory.mktemp("labeling") / "lake"
-    run("ingest", root, drives)
-    miner = mining.open(root)
-    miner.save("all", miner.sql("SELECT scene_id FROM scenes ORDER BY scene_id"))
-    return root
-
-
 LABEL_TABLES = ("batches", "tasks", "labels", "events")
 # stamped with this machine's clock (the outbox's own bookkeeping), not the vendor's
 LOCAL_TIMES = ("created_at", "updated_at", "submitted_at", "approved_at", "synced_at")

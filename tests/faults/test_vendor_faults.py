@@ -24,7 +24,6 @@ import mining
 from flywheel.errors import VendorError
 from labeling import Retry
 from labeling.vendors.label_studio import LabelStudioVendor
-from tests.faults.conftest import run
 
 HOP = {"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length"}
 
@@ -96,15 +95,6 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client timed out first
 
     do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _any
-
-
-@pytest.fixture(scope="module")
-def selection_lake(drives, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("vendor-faults") / "lake"
-    run("ingest", root, drives)
-    miner = mining.open(root)
-    miner.save("all", miner.sql("SELECT scene_id FROM scenes ORDER BY scene_id"))
-    return root
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ through the standard AWS environment variables.
 from __future__ import annotations
 
 import json
-import os
 import random
 import socket
 import subprocess
@@ -21,7 +20,7 @@ import pytest
 
 from flywheel.lake import Lake
 from ingest import generate, ingest
-from tests.faults.conftest import ROOT, Reader, run, start
+from tests.faults.conftest import Reader, flywheel, run, start
 from tests.faults.test_kill import INGEST_TABLES, snapshot
 
 STAMPS = ("ingested_at", "at")
@@ -84,16 +83,6 @@ def local(drives, tmp_path_factory) -> Lake:
     lake = Lake(tmp_path_factory.mktemp("local") / "lake")
     ingest([drives], lake)
     return lake
-
-
-def flywheel(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "flywheel.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=300,
-    )
 
 
 def test_ingest_into_s3_gives_the_rows_of_a_local_ingest(s3, drives, local):
