@@ -7,6 +7,8 @@ table holds at least these columns with these types and names the column that is
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 
 from flywheel.errors import LakeError
@@ -199,6 +201,23 @@ def conform(name: str, table: pa.Table) -> pa.Table:
                     ) from exc
     check(name, table)
     return table
+
+
+def filled(columns: dict[str, Any], schema: pa.Schema, rows: int) -> pa.Table:
+    """A table of `schema` from the `columns` given (Arrow arrays or lists), the rest null.
+
+    >>> filled({"a": [1]}, pa.schema([("a", pa.int64()), ("b", pa.string())]), 1).to_pylist()
+    [{'a': 1, 'b': None}]
+    """
+
+    def column(field: pa.Field) -> pa.Array:
+        if field.name not in columns:
+            return pa.nulls(rows, field.type)
+        values = columns[field.name]
+        values = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
+        return values.cast(field.type)
+
+    return pa.table({f.name: column(f) for f in schema})
 
 
 def empty(name: str) -> pa.Table:

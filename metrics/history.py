@@ -291,7 +291,7 @@ def _write_labeling(
     first_sent: dict[str, float] = {}
     for b, t in zip(sent_batches, submitted[sent], strict=True):
         first_sent[b] = min(first_sent.get(b, t), t)
-    tasks = _conform(
+    tasks = schemas.filled(
         {
             "batch_id": pa.array(sent_batches, pa.string()),
             "scene_id": pa.array(ids[sent], pa.string()),
@@ -306,7 +306,7 @@ def _write_labeling(
         TASK_SCHEMA,
         m,
     )
-    outbox = _conform(
+    outbox = schemas.filled(
         {
             "batch_id": pa.array(sent_batches, pa.string()),
             "vendor": pa.array(vendor_of[sent], pa.string()),
@@ -336,12 +336,3 @@ def _write_labeling(
         )
         lake.write("tasks", tasks.slice(a, b - a), name=batch)
     return written
-
-
-def _conform(columns: dict[str, pa.Array], schema: pa.Schema, n: int) -> pa.Table:
-    return pa.table(
-        {
-            f.name: columns[f.name].cast(f.type) if f.name in columns else pa.nulls(n, f.type)
-            for f in schema
-        }
-    )

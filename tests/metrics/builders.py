@@ -92,7 +92,7 @@ def batch(
         "submitted_at": pa.array(sub, schemas.UTC_TS),
         "completed_at": pa.array(done, schemas.UTC_TS),
     }
-    lake.write("tasks", _conform(columns, TASK_SCHEMA, n), name=batch_id)
+    lake.write("tasks", schemas.filled(columns, TASK_SCHEMA, n), name=batch_id)
     outbox = {
         "batch_id": [batch_id] * n,
         "vendor": [vendor] * n,
@@ -101,23 +101,12 @@ def batch(
         "sla_s": [sla_h * H] * n,
         "position": list(range(n)),
     }
-    lake.write("batches", _conform(outbox, BATCH_SCHEMA, n), name=batch_id)
+    lake.write("batches", schemas.filled(outbox, BATCH_SCHEMA, n), name=batch_id)
     attrs = {"batch_id": batch_id, "vendor": vendor}
     events.record(lake, ids, "submitted", at=sub, attrs=attrs)
     labeled = [i for i, d in zip(ids, done, strict=True) if d]
     if labeled:
         events.record(lake, labeled, "labeled", at=[d for d in done if d], attrs=attrs)
-
-
-def _conform(columns: dict, schema: pa.Schema, n: int) -> pa.Table:
-    return pa.table(
-        {
-            f.name: pa.array(columns[f.name]).cast(f.type)
-            if f.name in columns
-            else pa.nulls(n, f.type)
-            for f in schema
-        }
-    )
 
 
 def hours(values: Sequence[float]) -> np.ndarray:
