@@ -110,19 +110,13 @@ def label_demo(lake: Lake, wait_s: float = 3.0) -> dict:
         ),
         title="labeling batches",
     )
+    outbox = labeling.batches(lake)
     return {
         "submitted": submitted.as_dict(),
         "synced": synced.as_dict(),
         # every batch of the demo selection, this run's or an earlier run's
-        "batches": sorted(set(b for b, s in zip(*_outbox(lake), strict=True) if s == "demo")),
+        "batches": sorted(set(outbox.loc[outbox["selection"] == "demo", "batch_id"])),
     }
-
-
-def _outbox(lake: Lake) -> tuple[list[str], list[str]]:
-    import labeling
-
-    frame = labeling.batches(lake)
-    return list(frame["batch_id"]), list(frame["selection"])
 
 
 def report_demo(lake: Lake, batches: list[str], seed: int = 0, weeks: int = 8) -> dict:
