@@ -1,22 +1,25 @@
 """How ingest and index building grow with the data: 1x, 4x, 16x, on 1 and 2 workers.
 
-    .venv/bin/python bench/scale.py [--base-logs 4] [--seconds 120] [--base-vectors 50000]
-                                    [--out /tmp/flywheel-bench-scale]
+    .venv/bin/python bench/scale.py [--base-logs 4] [--seconds 120] [--base-vectors 100000]
+                                    [--shard-size N] [--index-kinds hnsw,ivf]
+                                    [--skip-ingest] [--skip-index] [--out /tmp/flywheel-bench-scale]
 
 Ingest: generated drive logs (ROS 2 MCAP, `--seconds` each); 1x is `--base-logs` logs, 4x and
 16x are 4 and 16 times as many (the same files, generated once and kept under --out). Each run
 is a fresh `flywheel ingest` process into a new lake, `--workers 1` and `--workers 2`.
 
-Index: `--base-vectors` embeddings at 1x (the project's FeatureEmbedder dimension, drawn around
-the embeddings of real generated scenes with noise, like bench/mining.py), for each of
-`--index-kinds` (HNSW is what `--kind auto` picks at this size; IVF for comparison), on 1 and 2
-FAISS threads, in a fresh process each.
+Index: lakes of `--base-vectors` embeddings at 1x, 4x and 16x (the project's FeatureEmbedder
+dimension, drawn around the embeddings of real generated scenes with noise, in scenes files of
+`--file-rows`), indexed by a fresh `flywheel index --full` process each, for each of
+`--index-kinds`: in shards of `--shard-size` (default: the base size, so 1x is one shard) on 1
+and 2 FAISS threads, and, as the baseline in the same run, as one unsharded index on 2 threads.
+Then `--base-vectors` new vectors are added to the 16x lake and `flywheel index` (incremental)
+is timed: it builds only the new shards.
 
 For every run: wall time, peak memory (the sum of the resident sets of the process and all its
 children, sampled every 20 ms from /proc), and, against the 1x run, the growth of each. Linear
 or better means time grows at most as the data (a ratio <= the scale); bounded memory means the
-ingest peak stays flat as the data grows (one log at a time per worker), while an in-memory
-index necessarily holds every vector.
+peak stays flat as the data grows (ingest: one log at a time per worker; index: one shard).
 """
 
 from __future__ import annotations
@@ -103,31 +106,71 @@ def make_logs(out: Path, count: int, seconds: float) -> list[Path]:
     return files[:count]
 
 
-INDEX_SCRIPT = """
-import sys, numpy as np, faiss
-from mining.index import _make
-n, threads, seed_file, kind = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-faiss.omp_set_num_threads(threads)
-seeds = np.load(seed_file)
-rng = np.random.default_rng(0)
-picks = seeds[rng.integers(0, len(seeds), n)]
-x = (picks + rng.normal(0, 0.05, picks.shape)).astype(np.float32)
-x /= np.linalg.norm(x, axis=1, keepdims=True)
-_make(kind, x, x.shape[1])
-"""
+def seed_embeddings(out: Path, files: list[Path]):
+    """Real scene embeddings (FeatureEmbedder) of generated drives, to draw vectors around."""
+    import numpy as np
+
+    from flywheel.lake import Lake
+    from ingest import ingest
+
+    lake = Lake(out / "seed-lake")
+    if not lake.files("scenes"):
+        assert ingest(files, lake, workers=2).exit_code == 0
+    column = lake.connect().execute("SELECT embedding FROM scenes").fetchnumpy()["embedding"]
+    return np.asarray(column.tolist(), dtype=np.float32)
+
+
+def vector_lake(root: Path, n: int, seeds, file_rows: int, first_part: int = 0) -> int:
+    """A lake whose `scenes` hold `n` unit vectors drawn around `seeds`, in files of
+    `file_rows` (one file per part, like one per log); parts are deterministic, so the lake of
+    4x holds the files of 1x plus three more. Returns the number of files."""
+    import numpy as np
+    import pyarrow as pa
+
+    from flywheel import schemas
+    from flywheel.lake import Lake
+    from ingest.embed import FeatureEmbedder
+
+    lake = Lake(root)
+    dim = seeds.shape[1]
+    parts = -(-n // file_rows)
+    for part in range(first_part, first_part + parts):
+        name = f"part-{part:05d}"
+        if lake.exists("scenes", name):
+            continue
+        rng = np.random.default_rng(part)
+        rows = file_rows
+        x = seeds[rng.integers(0, len(seeds), rows)] + rng.normal(0, 0.05, (rows, dim))
+        x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+        offsets = pa.array(np.arange(0, rows * dim + 1, dim, dtype=np.int32))
+        columns = {
+            "scene_id": [f"v-{part:05d}-{i:06d}" for i in range(rows)],
+            "log_id": [name] * rows,
+            "start_ns": np.arange(rows, dtype=np.int64) * 10**10,
+            "end_ns": np.arange(1, rows + 1, dtype=np.int64) * 10**10,
+            "embedding": pa.ListArray.from_arrays(offsets, pa.array(x.ravel())),
+            "embedding_version": [FeatureEmbedder.version] * rows,
+        }
+        table = schemas.filled(columns, schemas.SCHEMAS["scenes"], rows)
+        lake.write("scenes", table, name=name)
+    return parts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-logs", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=120.0)
-    parser.add_argument("--base-vectors", type=int, default=50_000)
+    parser.add_argument("--base-vectors", type=int, default=100_000)
+    parser.add_argument(
+        "--shard-size", type=int, default=None, help="vectors per shard (default: --base-vectors)"
+    )
+    parser.add_argument("--file-rows", type=int, default=25_000, help="vectors per scenes file")
     parser.add_argument("--out", type=Path, default=Path("/tmp/flywheel-bench-scale"))
     parser.add_argument("--skip-index", action="store_true")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--index-kinds", default="hnsw,ivf", help="FAISS kinds to build")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -180,43 +223,32 @@ def main() -> None:
             )
 
     if not args.skip_index:
-        import numpy as np
-
-        from flywheel.lake import Lake
-        from ingest.embed import FeatureEmbedder
-
-        seeds = np.asarray(
-            Lake(out / f"lake-{SCALES[-1]}x-1w")
-            .connect()
-            .execute("SELECT embedding FROM scenes")
-            .fetchnumpy()["embedding"]
-            .tolist(),
-            dtype=np.float32,
-        )
-        assert seeds.shape[1] == FeatureEmbedder().dim
-        seed_file = out / "seed-embeddings.npy"
-        np.save(seed_file, seeds)
+        seeds = seed_embeddings(out, files[: args.base_logs])
+        shard = args.shard_size or args.base_vectors
         for kind in args.index_kinds.split(","):
-            for threads in (1, 2):
+            # sharded (one shard per --shard-size vectors) on 1 and 2 FAISS threads, then one
+            # unsharded index over everything on 2 threads: the baseline the shards replace
+            for threads, sharded in ((1, True), (2, True), (2, False)):
                 base = None
                 for scale in SCALES:
                     n = args.base_vectors * scale
+                    lake = out / f"vectors-{scale}x"
+                    vector_lake(lake, n, seeds, args.file_rows)
+                    size = shard if sharded else n
                     command = [
-                        sys.executable,
-                        "-c",
-                        INDEX_SCRIPT,
-                        str(n),
-                        str(threads),
-                        str(seed_file),
-                        kind,
+                        *("-m", "flywheel.cli", "index", "--lake", str(lake), "--kind", kind),
+                        *("--full", "--shard-size", str(size)),
                     ]
-                    seconds, peak = measure(command, env)
+                    run_env = {**env, "OMP_NUM_THREADS": str(threads)}
+                    seconds, peak = measure([sys.executable, *command], run_env)
                     base = base or (seconds, peak)
+                    label = f"index {kind}, " + (f"shards of {shard:,}" if sharded else "1 index")
+                    data = f"{n:,} vectors"
                     rows.append(
                         (
-                            f"index ({kind})",
+                            label,
                             f"{scale}x",
-                            f"{n:,} vectors",
+                            data,
                             threads,
                             seconds,
                             seconds / base[0],
@@ -225,9 +257,35 @@ def main() -> None:
                         )
                     )
                     console.print(
-                        f"index {kind} {scale}x on {threads} threads: "
-                        f"{seconds:.1f} s, peak {peak / 2**20:.0f} MiB"
+                        f"{label} {scale}x, {threads} threads: {seconds:.1f} s, "
+                        f"peak {peak / 2**20:.0f} MiB"
                     )
+                if sharded and threads == 2:
+                    # a day's new data on the largest lake: only its shards are built
+                    lake = out / f"vectors-{SCALES[-1]}x"
+                    first = -(-args.base_vectors * SCALES[-1] // args.file_rows)
+                    vector_lake(lake, args.base_vectors, seeds, args.file_rows, first)
+                    command = [
+                        *("-m", "flywheel.cli", "index", "--lake", str(lake), "--kind", kind),
+                        *("--shard-size", str(shard)),
+                    ]
+                    seconds, peak = measure([sys.executable, *command], run_env)
+                    rows.append(
+                        (
+                            f"index {kind}, shards of {shard:,}: +1x new",
+                            f"{SCALES[-1]}x+1x",
+                            f"+{args.base_vectors:,} vectors",
+                            threads,
+                            seconds,
+                            seconds / base[0],
+                            peak,
+                            peak / base[1],
+                        )
+                    )
+                    console.print(f"{kind} +1x on {SCALES[-1]}x: {seconds:.1f} s")
+                    for name in Path(lake / "scenes").glob("part-*.parquet"):
+                        if int(name.stem.split("-")[1]) >= first:
+                            name.unlink()  # back to 16x for the next runs
 
     table = Table(title="scale: time and peak memory against the 1x run")
     for column in (

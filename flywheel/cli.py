@@ -330,32 +330,46 @@ def _show(df, fmt: str, save_as: str | None, replace: bool, lake, columns=SCENE_
     help="auto: exact while that is fast, HNSW beyond.",
 )
 @click.option(
+    "--full",
+    is_flag=True,
+    help="Rebuild every shard (by default only shards of new or changed scenes are built).",
+)
+@click.option(
+    "--shard-size",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Scenes per shard: a build holds one shard in memory  [default: 250,000]",
+)
+@click.option(
     "--scheduler",
     default=None,
     metavar="ADDRESS",
-    help="Build on a worker of this Dask cluster (the lake must be one the workers see).",
+    help="Build the shards on this Dask cluster's workers (they must see the lake).",
 )
 @format_option
 @expected_errors
-def index_command(lake, kind, scheduler, fmt) -> None:
-    """Build the similarity index over every scene's embedding.
+def index_command(lake, kind, full, shard_size, scheduler, fmt) -> None:
+    """Build the similarity index over every scene's embedding, shard by shard.
+
+    Only shards whose scenes are new or changed are built; the rest are kept.
 
     Example: flywheel index --lake lake --kind auto
     """
-    import mining
-    from mining.index import build_index_on_cluster
+    from mining.index import SHARD_SIZE, publish_index
 
     where = load_config({"lake": lake}).lake
-    if scheduler:
-        manifest = build_index_on_cluster(scheduler, where, kind)
-    else:
-        manifest = mining.build_index(where, kind=kind).manifest
+    manifest = publish_index(
+        where, kind, full=full, shard_size=shard_size or SHARD_SIZE, scheduler=scheduler
+    )
     if fmt == "json":
         console.print_json(manifest)
         return
     console.line(
-        f"built a {manifest['kind']} index over {manifest['count']:,} scenes "
-        f"({manifest.get('embedding_version')}) in {manifest.get('build_seconds', 0):.2f} s"
+        f"{manifest['kind']} index over {manifest['count']:,} scenes "
+        f"({manifest.get('embedding_version')}) in {len(manifest['shards'])} shard(s): "
+        f"{manifest['shards_built']} built, {manifest['shards_kept']} kept, "
+        f"{manifest['build_seconds']:.2f} s"
         + (f" on the cluster at {scheduler}" if scheduler else "")
     )
 

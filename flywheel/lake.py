@@ -26,6 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import duckdb
 import pyarrow as pa
@@ -96,6 +97,12 @@ class Lake:
         """The object key of `rel` (a path inside the lake); object-store lakes only."""
         return f"{self._key}/{rel}"
 
+    def relative(self, file: str | os.PathLike) -> str:
+        """The path inside the lake of `file`, as `files` and `file_stats` name it."""
+        if self.local:
+            return Path(file).relative_to(self.root).as_posix()
+        return str(file).removeprefix(f"{self._key}/")
+
     def location(self, rel: str = "") -> str:
         """`rel` inside the lake, as a user would write it (for messages)."""
         return f"{self.uri}/{rel}" if rel else self.uri
@@ -154,7 +161,7 @@ class Lake:
                 ):
                     found.append(child.name)
             return found
-        tables = {k[len(self._key) + 1 :].split("/", 1)[0] for k, _ in self._object_files("")}
+        tables = {self.relative(k).split("/", 1)[0] for k, _ in self._object_files("")}
         return sorted(t for t in tables if not t.startswith(("_", ".")))
 
     def exists(self, table: str, name: str) -> bool:
@@ -244,6 +251,13 @@ class Lake:
             os.replace(partial, cached)
             stamp.write_text(tag)
         return cached
+
+    def open(self, rel: str) -> BinaryIO:
+        """The lake's file `rel` opened for reading, without downloading it whole (an object
+        store reads the ranges asked for: a Parquet footer costs one or two requests)."""
+        if self.local:
+            return (self.root / rel).open("rb")
+        return self.fs.open(self._rel(rel), "rb")
 
     def read_text(self, rel: str) -> str | None:
         path = self.get(rel)

@@ -53,7 +53,7 @@ class Catalog:
                 "embedder (`flywheel ingest ... --force`)",
                 versions=versions,
             )
-        vectors = _vectors(table)
+        vectors = vectors_of(table)
         meta = table.drop_columns([c for c in ("embedding",) if c in table.column_names])
         # one chunk: take() of 10 rows from DuckDB's many chunks cost 40 ms at 1M scenes
         # (0.16 ms combined), which was most of a similar() call (bench/mining.py)
@@ -89,7 +89,8 @@ class Catalog:
         )
 
 
-def _vectors(table: pa.Table) -> np.ndarray:
+def vectors_of(table: pa.Table) -> np.ndarray:
+    """The `embedding` column of `table` as one (rows, dim) float32 array, checked."""
     n = table.num_rows
     if n == 0 or "embedding" not in table.column_names:
         return np.zeros((0, 0), np.float32)

@@ -1,10 +1,20 @@
-"""The vector index: FAISS over `scenes.embedding`, persisted in `<lake>/_index/`.
+"""The vector index: FAISS over `scenes.embedding`, in fixed-size shards, in `<lake>/_index/`.
 
-An index is three files: the FAISS index, the scene ids in index order (Parquet) and
-`manifest.json` (embedding version, dim, count, kind, parameters, when and from what it was
-built). Each is written to a temporary name and renamed; the manifest goes last and names the
-other two, so a crash mid-build leaves the previous index whole and in use. Files of older
-builds are removed once the new manifest is in place.
+A build streams the lake's `scenes` files in name order and cuts them into shards of at most
+`SHARD_SIZE` vectors. Each shard is one FAISS index plus the scene ids at its positions, built
+on its own from the rows it covers, so a build holds one shard in memory whatever the lake's
+size, costs the same per shard (time linear in the lake), and can run shard by shard on the
+workers of a Dask cluster. A query fans out to the shards and merges their top k.
+
+Builds are incremental. Each shard records the file segments it was built from (file, stamp,
+size, first row, rows). The next build keeps every full shard whose files are unchanged and
+builds only the rest: new logs, the last partial shard, and shards whose files were rewritten.
+So indexing a day's new logs costs that day, not the lake (`full=True` rebuilds everything).
+
+`manifest.json` lists the shards with their files and parameters (embedding version, dim,
+count, kind). Shard files are written under new names first. The manifest goes last, so a crash
+mid-build leaves the previous index whole and in use. Files no manifest names are removed once
+the new one is in place.
 
 Kinds (inner product on unit vectors, i.e. cosine similarity):
 
@@ -12,8 +22,8 @@ Kinds (inner product on unit vectors, i.e. cosine similarity):
   p50 0.09 ms at 10k vectors, 0.5 ms at 50k, 14 ms at 100k, 16 ms at 200k, 21 ms at 500k.
 - ``hnsw``: approximate graph search (M=32, efConstruction=80, efSearch=64). Same machine:
   build 2.7 s / 50k, 6 s / 100k, 43 s / 500k; p50 0.03-0.11 ms; recall@10 0.995-1.0.
-- ``ivf``: inverted lists (nlist ~ 4·sqrt(n), nprobe = nlist/16): faster to build than HNSW,
-  slower to query; for lakes where build time matters more than latency.
+- ``ivf``: inverted lists (nlist ~ 4·sqrt(n) per shard, nprobe = nlist/16): faster to build
+  than HNSW, slower to query; for lakes where build time matters more than latency.
 - ``auto``: flat up to FLAT_MAX scenes, HNSW beyond (see FLAT_MAX for why).
 
 Scenes ingested after a build are not in the index; the search covers them exactly
@@ -32,8 +42,8 @@ import os
 import sys
 import time
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import faiss
@@ -41,20 +51,32 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flywheel import console
 from flywheel.errors import InputError, LakeError
 from flywheel.lake import Lake, resolve
-from mining.catalog import Catalog
+from mining.catalog import vectors_of
 
 INDEX_DIR = "_index"
 MANIFEST = "manifest.json"
+FORMAT = 2
 KINDS = ("auto", "flat", "ivf", "hnsw")
 # Exact search stays under ~0.5 ms per query up to 50k vectors here and jumps to ~14 ms at
 # 100k (the scan leaves the cache); HNSW answers in ~0.05 ms with recall ~1.0 and builds at
 # ~15k vectors/s. So: exact while it costs under a millisecond, HNSW beyond.
 FLAT_MAX = 50_000
+# Vectors per shard. One HNSW shard of 250k builds in ~15 s on 2 threads and holds ~150 MB;
+# a query costs ~0.05-0.1 ms per shard, so a million scenes (4 shards) answer in well under
+# a millisecond. Larger shards build superlinearly (HNSW over 800k: 87 s, not 4 x 15).
+SHARD_SIZE = 250_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 64
+# A filter passing a fraction f of a shard needs ~1/f more search effort to find k of its
+# scenes; floor of 8 (efSearch 512): with only 1/f, filters passing ~50% of 1M scenes returned
+# k matches that were not the nearest (recall 0.96-0.99, bench/mining.py).
+SELECTOR_MIN_WIDEN = 8.0
+SELECTOR_MAX_WIDEN = 64.0
+READ_BATCH = 65_536  # rows per read of a scenes file while building a shard
 
 
 def choose_kind(count: int, kind: str = "auto") -> str:
@@ -67,10 +89,47 @@ def choose_kind(count: int, kind: str = "auto") -> str:
 
 
 @dataclass
-class Index:
-    """A loaded index: the FAISS object, the scene id at each position, and its manifest."""
+class Shard:
+    """One FAISS index over `count` vectors, at global positions `start` ... `start+count-1`."""
 
     faiss_index: Any
+    start: int
+    entry: dict  # the shard's manifest entry
+
+    @property
+    def count(self) -> int:
+        return int(self.entry["count"])
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top `k` (similarities, local positions); `allowed` (bool per position) is applied
+        inside FAISS as an ID selector, with the search effort widened to match."""
+        kwargs: dict[str, Any] = {}
+        widen = 1.0
+        if allowed is not None:
+            bitmap = np.packbits(allowed, bitorder="little")
+            kwargs["sel"] = faiss.IDSelectorBitmap(bitmap)
+            fraction = max(float(allowed.mean()), 1e-6)
+            widen = min(SELECTOR_MAX_WIDEN, max(SELECTOR_MIN_WIDEN, 1.0 / fraction))
+        kind = self.entry["kind"]
+        if kind == "hnsw":
+            ef = int(min(4096, max(HNSW_EF_SEARCH, 2 * k) * widen))
+            params = faiss.SearchParametersHNSW(efSearch=ef, **kwargs)
+        elif kind == "ivf":
+            nlist = self.faiss_index.nlist
+            nprobe = int(min(nlist, max(1, self.entry["params"]["nprobe"]) * widen))
+            params = faiss.SearchParametersIVF(nprobe=nprobe, **kwargs)
+        else:
+            params = faiss.SearchParameters(**kwargs) if kwargs else None
+        return self.faiss_index.search(queries, k, params=params)
+
+
+@dataclass
+class Index:
+    """A loaded index: its shards, the scene id at each global position, and its manifest."""
+
+    shards: list[Shard]
     scene_ids: np.ndarray
     manifest: dict
 
@@ -96,38 +155,36 @@ class Index:
 
     def __repr__(self) -> str:
         return (
-            f"Index(kind={self.kind!r}, count={self.count}, "
+            f"Index(kind={self.kind!r}, count={self.count}, shards={len(self.shards)}, "
             f"embedding_version={self.version!r}, built_at={self.manifest.get('built_at')!r})"
         )
 
     def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, widen: float = 1.0
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top `k` (similarities, positions) per query; positions -1 where fewer were found.
-
-        `allowed` (bool per position) restricts the search inside FAISS (an ID selector);
-        `widen` multiplies the approximate kinds' search effort (efSearch, nprobe).
-        """
+        """Top `k` (similarities, positions) per query, best first; -1 (and -inf) where fewer
+        were found. `allowed` (bool per position) restricts the search inside FAISS."""
         k = max(1, min(int(k), self.count))
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        kwargs: dict[str, Any] = {}
-        if allowed is not None:
-            kwargs["sel"] = faiss.IDSelectorBitmap(np.packbits(allowed, bitorder="little"))
-        if self.kind == "hnsw":
-            params = faiss.SearchParametersHNSW(
-                efSearch=int(min(4096, max(HNSW_EF_SEARCH, 2 * k) * widen)), **kwargs
-            )
-        elif self.kind == "ivf":
-            nlist = self.faiss_index.nlist
-            nprobe = int(min(nlist, max(1, self.manifest["params"]["nprobe"]) * widen))
-            params = faiss.SearchParametersIVF(nprobe=nprobe, **kwargs)
-        else:
-            params = faiss.SearchParameters(**kwargs) if kwargs else None
-        scores, positions = self.faiss_index.search(queries, k, params=params)
-        return scores, positions
+        nq = len(queries)
+        sims_parts, position_parts = [], []
+        for shard in self.shards:
+            part = None if allowed is None else allowed[shard.start : shard.start + shard.count]
+            if part is not None and not part.any():
+                continue  # nothing allowed in this shard: skip it
+            sims, positions = shard.search(queries, min(k, shard.count), part)
+            sims_parts.append(np.where(positions >= 0, sims, -np.inf))
+            position_parts.append(np.where(positions >= 0, positions + shard.start, -1))
+        sims = np.hstack([np.full((nq, k), -np.inf, np.float32), *sims_parts])
+        positions = np.hstack([np.full((nq, k), -1, np.int64), *position_parts])
+        # the padding sits first, so a stable sort keeps real results ahead of it on ties
+        order = np.argsort(-sims[:, k:], axis=1, kind="stable")[:, :k] + k
+        if order.shape[1] < k:  # fewer results than k in all shards together: pad
+            order = np.hstack([order, np.arange(k - order.shape[1])[None, :].repeat(nq, 0)])
+        return np.take_along_axis(sims, order, axis=1), np.take_along_axis(positions, order, 1)
 
 
-def index_dir(lake: Lake) -> Path:
+def index_dir(lake: Lake):
     return lake.root / INDEX_DIR  # local lakes only; object stores go through lake.get/put
 
 
@@ -138,104 +195,355 @@ def load_index(lake: str | os.PathLike | Lake | None = None) -> Index | None:
     True
     """
     target = resolve(lake)
-    where = target.location(INDEX_DIR)
+    manifest = _manifest(target)
+    if manifest is None:
+        return None
+    try:
+        return _load(target, manifest)
+    except LakeError:
+        # a build published a new manifest and removed this one's files meanwhile: retry once
+        again = _manifest(target)
+        if again is None or again == manifest:
+            raise
+        return _load(target, again)
+
+
+def _manifest(target: Lake) -> dict | None:
     try:
         text = target.read_text(f"{INDEX_DIR}/{MANIFEST}")
-        if text is None:
-            return None
-        manifest = json.loads(text)
+        return None if text is None else _upgrade(json.loads(text))
     except (OSError, ValueError) as exc:
         raise LakeError(
-            f"index manifest {where}/{MANIFEST} is unreadable ({exc}); "
-            "rebuild it with `flywheel index`"
+            f"index manifest {target.location(INDEX_DIR)}/{MANIFEST} is unreadable ({exc}); "
+            "rebuild it with `flywheel index --full`"
         ) from exc
+
+
+def _upgrade(manifest: dict) -> dict:
+    """Read a format-1 manifest (one unsharded index) as one shard; it is never reused."""
+    if "shards" not in manifest and "files" in manifest:
+        manifest["shards"] = [
+            {
+                "files": manifest["files"],
+                "kind": manifest["kind"],
+                "count": manifest["count"],
+                "dim": manifest["dim"],
+                "embedding_version": manifest.get("embedding_version"),
+                "params": manifest.get("params", {}),
+                "segments": [],
+            }
+        ]
+    return manifest
+
+
+def _load(target: Lake, manifest: dict) -> Index:
+    shards, ids, start = [], [], 0
     try:
-        index_file = target.get(f"{INDEX_DIR}/{manifest['files']['index']}")
-        ids_file = target.get(f"{INDEX_DIR}/{manifest['files']['ids']}")
-        if index_file is None or ids_file is None:
-            raise FileNotFoundError("a file the manifest names is gone")
-        index = faiss.read_index(str(index_file))
-        ids = pq.read_table(ids_file).column("scene_id").to_pylist()
-    except (OSError, RuntimeError, KeyError) as exc:
+        for entry in manifest["shards"]:
+            index_file = target.get(f"{INDEX_DIR}/{entry['files']['index']}")
+            ids_file = target.get(f"{INDEX_DIR}/{entry['files']['ids']}")
+            if index_file is None or ids_file is None:
+                raise FileNotFoundError("a file the manifest names is gone")
+            faiss_index = faiss.read_index(str(index_file))
+            shard_ids = pq.read_table(ids_file).column("scene_id").to_pylist()
+            if faiss_index.ntotal != entry["count"] or len(shard_ids) != entry["count"]:
+                raise ValueError(f"shard {entry['files']['index']} holds the wrong count")
+            shards.append(Shard(faiss_index, start, entry))
+            ids += shard_ids
+            start += entry["count"]
+    except (OSError, RuntimeError, KeyError, ValueError) as exc:
         raise LakeError(
-            f"index files in {where} are missing or damaged ({exc}); "
-            "rebuild it with `flywheel index`"
+            f"index files in {target.location(INDEX_DIR)} are missing or damaged ({exc}); "
+            "rebuild it with `flywheel index --full`"
         ) from exc
-    return Index(index, np.asarray(ids, dtype=object), manifest)
+    return Index(shards, np.asarray(ids, dtype=object), manifest)
 
 
 def build_index(
     lake: str | os.PathLike | Lake | None = None,
     kind: str = "auto",
     *,
-    catalog: Catalog | None = None,
+    full: bool = False,
+    shard_size: int = SHARD_SIZE,
+    scheduler: str | None = None,
 ) -> Index:
-    """Build the index over every scene of the lake and publish it atomically.
+    """Build (or bring up to date) the lake's index, publish it atomically, and load it.
 
     >>> build_index("lake", kind="auto").kind      # doctest: +SKIP
     'flat'
     """
     target = resolve(lake)
-    catalog = catalog or Catalog.load(target)
-    concrete = choose_kind(catalog.count, kind)
+    publish_index(target, kind, full=full, shard_size=shard_size, scheduler=scheduler)
+    return load_index(target)
+
+
+def publish_index(
+    lake: str | os.PathLike | Lake | None = None,
+    kind: str = "auto",
+    *,
+    full: bool = False,
+    shard_size: int = SHARD_SIZE,
+    scheduler: str | None = None,
+) -> dict:
+    """Build the shards the lake's index lacks and publish its new manifest, which is returned.
+
+    Holds one shard in memory at a time (the index is not loaded: `build_index` does that).
+    With `scheduler` ("tcp://host:port") each shard is a task on that Dask cluster, whose
+    workers must see the lake (an object store or a shared folder).
+    """
+    target = resolve(lake)
+    choose_kind(0, kind)  # an unknown kind fails before any work
+    if shard_size < 1:
+        raise InputError(f"shard size must be at least 1, not {shard_size}")
     started = time.perf_counter()
-    vectors = catalog.vectors
-    dim = catalog.dim if catalog.count else 0
-    faiss_index, params = _make(concrete, vectors, dim)
-    log_ids = sorted(set(catalog.meta.column("log_id").to_pylist())) if catalog.count else []
-    manifest = {
-        "format": 1,
-        "kind": concrete,
-        "requested_kind": kind,
-        "metric": "inner_product",
-        "embedding_version": catalog.version,
-        "dim": dim,
-        "count": catalog.count,
-        "params": params,
-        "built_at": dt.datetime.now(dt.UTC).isoformat(),
-        "build_seconds": None,
-        "built_from": {
-            "scenes": catalog.count,
-            "logs": len(log_ids),
-            "log_ids_sha256": hashlib.sha256("\n".join(log_ids).encode()).hexdigest(),
-        },
-    }
     with target.lock("index"):
+        files = scene_files(target)
+        concrete = choose_kind(sum(f["rows"] for f in files), kind)
+        previous = None if full else _previous(target)
+        kept, todo = plan(files, previous, concrete, shard_size)
         stamp = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
-        files = {"index": f"{stamp}.faiss", "ids": f"{stamp}.ids.parquet"}
-        target.put(
-            f"{INDEX_DIR}/{files['index']}", lambda p: faiss.write_index(faiss_index, str(p))
-        )
-        ids = pa.table({"scene_id": pa.array(list(catalog.ids), pa.string())})
-        target.put(f"{INDEX_DIR}/{files['ids']}", lambda p: pq.write_table(ids, p))
-        manifest["files"] = files
+        specs = [
+            {"name": f"{stamp}-{i:04d}", "kind": concrete, "segments": segments}
+            for i, segments in enumerate(todo)
+        ]
+        built = _build_all(target, specs, scheduler)
+        shards = kept + built
+        manifest = _new_manifest(target, shards, concrete, kind, len(kept))
         manifest["build_seconds"] = round(time.perf_counter() - started, 3)
         # the manifest last: it names the new files, so readers switch to them at once
         target.write_text(f"{INDEX_DIR}/{MANIFEST}", json.dumps(manifest, indent=2) + "\n")
+        named = {MANIFEST} | {name for s in shards for name in s["files"].values()}
         for old in target.listdir(INDEX_DIR):  # earlier builds: no manifest names them any more
-            if old != MANIFEST and old not in files.values():
+            if old not in named:
                 target.delete(f"{INDEX_DIR}/{old}")
-    return Index(faiss_index, catalog.ids.copy(), manifest)
+    return manifest
 
 
-def build_index_on_cluster(
-    scheduler: str, lake: str | os.PathLike | Lake | None = None, kind: str = "auto"
-) -> dict:
-    """Build the index on a worker of the Dask cluster at `scheduler`; its manifest.
+# -- planning -------------------------------------------------------------------------------------
+def scene_files(lake: Lake) -> list[dict]:
+    """Every published `scenes` file: its path in the lake, stamp, size and row count.
 
-    For lakes whose vectors outgrow the machine a notebook runs on: the build (and its memory)
-    happens on a worker, which reads the scenes from the lake and publishes the index there,
-    so the lake must be one the workers see (an object store, or a shared folder).
+    Rows of logs not yet published are indexed too (their file is final once written); the
+    search drops positions whose scene is not in the lake, and they appear once published.
     """
-    from flywheel.cluster import client
+    out = []
+    for name, stamp, size in lake.file_stats("scenes"):
+        rel = lake.relative(name)
+        try:
+            with lake.open(rel) as handle:  # the footer only
+                rows = pq.ParquetFile(handle).metadata.num_rows
+        except FileNotFoundError:  # replaced or removed meanwhile
+            continue
+        out.append({"file": rel, "stamp": str(stamp), "size": int(size), "rows": rows})
+    return out
 
-    target = resolve(lake)
-    with client(scheduler) as connected:
-        return connected.submit(_build_manifest, target.uri, kind, pure=False).result()
+
+def plan(
+    files: list[dict], previous: dict | None, kind: str, shard_size: int
+) -> tuple[list[dict], list[list[dict]]]:
+    """(shards of `previous` to keep, segments of each shard to build).
+
+    A shard is kept when it is of `kind` and every file it was built from is unchanged; a
+    partial shard (under `shard_size`) is kept only when there is nothing new to index, else
+    its rows are cut again with the new ones, so small shards never pile up.
+    """
+    now = {f["file"]: f for f in files}
+
+    def unchanged(shard: dict) -> bool:
+        return (
+            shard.get("kind") == kind
+            and bool(shard.get("segments"))
+            and all(
+                s["file"] in now
+                and (now[s["file"]]["stamp"], now[s["file"]]["size"]) == (s["stamp"], s["size"])
+                for s in shard["segments"]
+            )
+        )
+
+    kept = [s for s in (previous or {}).get("shards", []) if unchanged(s)]
+    pool = _uncovered(files, kept)
+    if pool and any(s["count"] < shard_size for s in kept):
+        kept = [s for s in kept if s["count"] >= shard_size]
+        pool = _uncovered(files, kept)
+    return kept, _cut(pool, shard_size)
 
 
-def _build_manifest(uri: str, kind: str) -> dict:
-    return build_index(uri, kind).manifest
+def _uncovered(files: list[dict], kept: list[dict]) -> list[dict]:
+    """Row ranges of `files` no kept shard covers, in file order."""
+    covered: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for shard in kept:
+        for s in shard["segments"]:
+            covered[s["file"]].append((s["start"], s["start"] + s["rows"]))
+    out = []
+    for f in files:
+        at = 0
+        for lo, hi in [*sorted(covered[f["file"]]), (f["rows"], f["rows"])]:
+            if lo > at:
+                out.append(_segment(f, at, lo - at))
+            at = max(at, hi)
+    return out
+
+
+def _segment(f: dict, start: int, rows: int) -> dict:
+    return {"file": f["file"], "stamp": f["stamp"], "size": f["size"], "start": start, "rows": rows}
+
+
+def _cut(pool: list[dict], shard_size: int) -> list[list[dict]]:
+    """`pool`'s segments cut into shards of `shard_size` rows (the last one may be smaller)."""
+    shards: list[list[dict]] = []
+    current: list[dict] = []
+    room = shard_size
+    for segment in pool:
+        start, rows = segment["start"], segment["rows"]
+        while rows:
+            take = min(rows, room)
+            current.append({**segment, "start": start, "rows": take})
+            start, rows, room = start + take, rows - take, room - take
+            if room == 0:
+                shards.append(current)
+                current, room = [], shard_size
+    if current:
+        shards.append(current)
+    return shards
+
+
+def _previous(target: Lake) -> dict | None:
+    """The published manifest, if it can be read (a damaged one is simply not reused)."""
+    try:
+        return _manifest(target)
+    except LakeError:
+        return None
+
+
+# -- building ------------------------------------------------------------------------------------
+def _build_all(target: Lake, specs: list[dict], scheduler: str | None) -> list[dict]:
+    if not specs:
+        return []
+    rows = sum(s["rows"] for spec in specs for s in spec["segments"])
+    description = f"index: {len(specs)} shard(s), {rows:,} scenes"
+    with console.progress(len(specs), description) as advance:
+        if scheduler is None:
+            built = []
+            for spec in specs:
+                built.append(build_shard(target, spec))
+                advance(1, _note(built[-1], len(built), len(specs)))
+            return built
+        from distributed import as_completed
+
+        from flywheel.cluster import client
+
+        with client(scheduler) as connected:
+            futures = connected.map(build_shard, [target] * len(specs), specs, pure=False)
+            for done, future in enumerate(as_completed(futures), 1):
+                advance(1, _note(future.result(), done, len(specs)))
+            return [f.result() for f in futures]  # in plan order
+
+
+def _note(entry: dict, done: int, total: int) -> str | None:
+    """A line per shard where there is no bar (logs, notebooks), for builds of several."""
+    if total == 1:
+        return None
+    return f"shard {done}/{total}: {entry['count']:,} scenes in {entry['build_seconds']:.1f} s"
+
+
+def build_shard(lake: Lake, spec: dict) -> dict:
+    """Build one shard from its segments and write its two files; its manifest entry."""
+    started = time.perf_counter()
+    ids, vectors, version = _read_segments(lake, spec["segments"])
+    dim = int(vectors.shape[1]) if len(ids) else 0
+    faiss_index, params = _make(spec["kind"], vectors, dim)
+    del vectors
+    files = {"index": f"{spec['name']}.faiss", "ids": f"{spec['name']}.ids.parquet"}
+    lake.put(f"{INDEX_DIR}/{files['index']}", lambda p: faiss.write_index(faiss_index, str(p)))
+    table = pa.table({"scene_id": pa.array(ids, pa.string())})
+    lake.put(f"{INDEX_DIR}/{files['ids']}", lambda p: pq.write_table(table, p))
+    return {
+        "files": files,
+        "kind": spec["kind"],
+        "count": len(ids),
+        "dim": dim,
+        "embedding_version": version,
+        "params": params,
+        "segments": spec["segments"],
+        "build_seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _read_segments(lake: Lake, segments: list[dict]) -> tuple[list[str], np.ndarray, str | None]:
+    """Scene ids, unit vectors and embedding version of the rows `segments` name."""
+    tables = []
+    for segment in segments:
+        path = lake.get(segment["file"])
+        if path is None:
+            raise LakeError(f"{lake.location(segment['file'])} vanished during the index build")
+        parquet = pq.ParquetFile(path)
+        columns = [
+            c
+            for c in ("scene_id", "embedding", "embedding_version")
+            if c in parquet.schema_arrow.names
+        ]
+        start, end, at = segment["start"], segment["start"] + segment["rows"], 0
+        for batch in parquet.iter_batches(batch_size=READ_BATCH, columns=columns):
+            lo, hi = max(start, at), min(end, at + batch.num_rows)
+            if lo < hi:
+                tables.append(pa.Table.from_batches([batch.slice(lo - at, hi - lo)]))
+            at += batch.num_rows
+            if at >= end:
+                break
+    if not tables:
+        return [], np.zeros((0, 0), np.float32), None
+    table = pa.concat_tables(tables, promote_options="default")
+    versions = (
+        sorted({v for v in table.column("embedding_version").to_pylist() if v is not None})
+        if "embedding_version" in table.column_names
+        else []
+    )
+    if len(versions) > 1:
+        raise LakeError(_mixed_versions(lake, versions), versions=versions)
+    return table.column("scene_id").to_pylist(), vectors_of(table), (versions or [None])[0]
+
+
+def _mixed_versions(lake: Lake, versions: list[str]) -> str:
+    return (
+        f"the lake {lake.root} holds scenes of several embedding versions "
+        f"({', '.join(versions)}); mining needs one: re-ingest every log with the same "
+        "embedder (`flywheel ingest ... --force`)"
+    )
+
+
+def _new_manifest(target: Lake, shards: list[dict], kind: str, requested: str, kept: int) -> dict:
+    versions = sorted({s["embedding_version"] for s in shards if s["embedding_version"]})
+    if len(versions) > 1:
+        raise LakeError(_mixed_versions(target, versions), versions=versions)
+    dims = sorted({s["dim"] for s in shards if s["count"]})
+    if len(dims) > 1:
+        raise LakeError(
+            f"scene embeddings in {target.root} have different lengths ({dims[0]} to "
+            f"{dims[-1]}); re-ingest every log with the same embedder (`flywheel ingest ... "
+            "--force`)"
+        )
+    log_ids = sorted(target.read("logs", ["log_id"]).column("log_id").to_pylist())
+    count = sum(s["count"] for s in shards)
+    return {
+        "format": FORMAT,
+        "kind": kind,
+        "requested_kind": requested,
+        "metric": "inner_product",
+        "embedding_version": versions[0] if versions else None,
+        "dim": dims[0] if dims else 0,
+        "count": count,
+        "params": shards[-1]["params"] if shards else {},
+        "built_at": dt.datetime.now(dt.UTC).isoformat(),
+        "build_seconds": None,
+        "built_from": {
+            "scenes": count,
+            "logs": len(log_ids),
+            "log_ids_sha256": hashlib.sha256("\n".join(log_ids).encode()).hexdigest(),
+        },
+        "shards_kept": kept,
+        "shards_built": len(shards) - kept,
+        "shards": shards,
+    }
 
 
 def _make(kind: str, vectors: np.ndarray, dim: int) -> tuple[Any, dict]:

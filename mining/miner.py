@@ -125,9 +125,10 @@ class Miner:
             self._sandbox = None
         return self._catalog
 
-    def build_index(self, kind: str = "auto") -> _index.Index:
-        """Build (or rebuild) the lake's FAISS index. ``m.build_index("hnsw")``"""
-        self._loaded_index = _index.build_index(self.lake, kind, catalog=self.catalog())
+    def build_index(self, kind: str = "auto", full: bool = False) -> _index.Index:
+        """Bring the lake's FAISS index up to date (only new or changed shards are built;
+        `full` rebuilds all of them). ``m.build_index("hnsw")``"""
+        self._loaded_index = _index.build_index(self.lake, kind, full=full)
         return self._loaded_index
 
     def index(self) -> _index.Index:
@@ -139,7 +140,7 @@ class Miner:
             current = _index.load_index(self.lake)
         if current is None:
             _index.warn(f"no index in {self.lake.root} yet: building one ({catalog.count} scenes)")
-            current = _index.build_index(self.lake, catalog=catalog)
+            current = _index.build_index(self.lake)
         elif catalog.count and (current.version != catalog.version or current.dim != catalog.dim):
             _index.warn(
                 f"the index was built for embedding_version {current.version!r} "
@@ -147,7 +148,7 @@ class Miner:
                 f"(dim {catalog.dim}): rebuilding it"
             )
             current = _index.build_index(
-                self.lake, current.manifest.get("requested_kind", "auto"), catalog=catalog
+                self.lake, current.manifest.get("requested_kind", "auto"), full=True
             )
         self._loaded_index = current
         return current

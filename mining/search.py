@@ -24,7 +24,6 @@ from mining.index import Index
 # recall@10 of 0.965-0.98 even at efSearch 512, worst when the filter is correlated with the
 # embedding (bench/mining.py). Beyond this many allowed scenes the selector search is used.
 EXACT_FILTERED_MAX = 1_000_000
-SELECTOR_MIN_WIDEN = 8.0
 # Queries times vectors per block of an exact scan (~64 MB of float32 similarities).
 BLOCK = 16_000_000
 
@@ -118,23 +117,17 @@ def knn(
 
 def _approximate(catalog, index, queries, want, allowed):
     positions_to_rows = position_rows(catalog, index)
-    stale = stale_positions(catalog, index)
+    tail = tail_rows(catalog, index)
     if allowed is None:
-        selector, widen = None, 1.0
-        tail = tail_rows(catalog, index)
+        selector = None
+        stale = stale_positions(catalog, index)
     else:
         selector = np.zeros(index.count, dtype=bool)
         live = positions_to_rows >= 0
         selector[live] = allowed[positions_to_rows[live]]
-        # a filter passing a fraction f of the scenes needs ~1/f more effort to find k of them
-        fraction = max(selector.mean(), 1e-6)
-        # floor of 8 (efSearch 512): with only 1/f, filters passing ~50% of 1M scenes returned
-        # k matches that were not the nearest (recall 0.96-0.99, bench/mining.py)
-        widen = min(64.0, max(SELECTOR_MIN_WIDEN, 1.0 / fraction))
         stale = 0  # stale positions are outside the selector
-        tail = tail_rows(catalog, index)
         tail = tail[allowed[tail]]
-    sims, positions = index.search(queries, want + stale, selector, widen)
+    sims, positions = index.search(queries, want + stale, selector)
     rows = np.where(positions >= 0, positions_to_rows[np.maximum(positions, 0)], -1)
     sims = np.where(rows >= 0, sims, -np.inf)
     if len(tail):

@@ -31,6 +31,8 @@ def test_index_then_similar_matches_the_api(lake):
     assert built.exit_code == 0
     manifest = json.loads(built.stdout)
     assert manifest["kind"] == "flat" and manifest["count"] > 0
+    again = run("index", "--lake", str(lake))  # nothing new: the shard is kept, not rebuilt
+    assert again.exit_code == 0 and "0 built, 1 kept" in again.stdout
     scene = mining.open(lake).sql("SELECT scene_id FROM scenes ORDER BY scene_id LIMIT 1")
     scene_id = scene["scene_id"][0]
     result = run("mine", "similar", scene_id, "--k", "4", "--lake", str(lake), "--format", "json")

@@ -112,10 +112,15 @@ def test_index_mine_and_report_on_s3(s3, drives, local):
     import mining
 
     assert flywheel("ingest", str(drives), "--lake", s3).returncode == 0
-    built = flywheel("index", "--lake", s3, "--kind", "hnsw", "--format", "json")
+    index = ("index", "--lake", s3, "--kind", "hnsw", "--shard-size", "5", "--format", "json")
+    built = flywheel(*index)
     assert built.returncode == 0, built.stderr
-    assert json.loads(built.stdout)["kind"] == "hnsw"
-    assert any(k.endswith("manifest.json") for k in Lake(s3).listdir("_index"))
+    manifest = json.loads(built.stdout)
+    assert manifest["kind"] == "hnsw" and len(manifest["shards"]) > 1
+    named = {n for shard in manifest["shards"] for n in shard["files"].values()}
+    assert set(Lake(s3).listdir("_index")) == {"manifest.json", *named}
+    again = json.loads(flywheel(*index).stdout)  # nothing changed: every shard is kept
+    assert (again["shards_built"], again["shards_kept"]) == (0, len(manifest["shards"]))
     seed = mining.open(local).sql("SELECT scene_id FROM scenes ORDER BY scene_id").scene_id[0]
     on_s3 = flywheel(
         "mine", "similar", seed, "--k", "5", "--lake", s3, "--format", "json", "--save", "near"

@@ -110,6 +110,8 @@ def test_index_built_on_a_cluster_worker(drives, cluster, tmp_path):
             str(lake.root),
             "--kind",
             "hnsw",
+            "--shard-size",
+            "10",
             "--scheduler",
             cluster,
             "--format",
@@ -121,6 +123,7 @@ def test_index_built_on_a_cluster_worker(drives, cluster, tmp_path):
     manifest = json.loads(result.stdout)
     scenes = lake.connect().execute("SELECT count(*) FROM scenes").fetchone()[0]
     assert manifest["kind"] == "hnsw" and manifest["count"] == scenes > 0
+    assert len(manifest["shards"]) == -(-scenes // 10)  # one task per shard
     loaded = mining.load_index(lake)  # published in the lake by the worker
     assert loaded.manifest["built_at"] == manifest["built_at"]
     miner = mining.open(lake)

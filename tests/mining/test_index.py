@@ -14,6 +14,10 @@ from ingest import ingest
 from mining import search
 
 
+def shard_files(manifest: dict) -> set[str]:
+    return {name for shard in manifest["shards"] for name in shard["files"].values()}
+
+
 def test_build_persists_and_reloads(lake_copy):
     built = mining.build_index(lake_copy)
     folder = lake_copy.root / "_index"
@@ -22,22 +26,91 @@ def test_build_persists_and_reloads(lake_copy):
     assert manifest["count"] == 72 and manifest["dim"] == 35
     assert manifest["embedding_version"] == "features-v1-d35"
     assert manifest["built_from"]["logs"] == 6 and manifest["built_from"]["scenes"] == 72
-    assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["manifest.json", *manifest["files"].values()]
-    )
+    assert len(manifest["shards"]) == 1 and manifest["shards"][0]["count"] == 72
+    assert {p.name for p in folder.iterdir()} == {"manifest.json", *shard_files(manifest)}
     assert "_index" not in lake_copy.tables()  # underscore folders are not tables
 
     loaded = mining.load_index(lake_copy)
     assert loaded.kind == "flat" and loaded.count == 72
     assert list(loaded.scene_ids) == list(built.scene_ids)
+    assert sorted(loaded.scene_ids) == sorted(mining.open(lake_copy).catalog().ids)
     query = mining.open(lake_copy).catalog().vectors[:3]
     assert np.array_equal(loaded.search(query, 5)[1], built.search(query, 5)[1])
 
-    # a second build replaces the first and removes its files
+    # another kind replaces every shard and removes the old files
     again = mining.build_index(lake_copy, kind="hnsw")
-    names = {p.name for p in folder.iterdir()}
-    assert names == {"manifest.json", *again.manifest["files"].values()}
+    assert again.manifest["shards_kept"] == 0
+    assert {p.name for p in folder.iterdir()} == {"manifest.json", *shard_files(again.manifest)}
     assert mining.load_index(lake_copy).kind == "hnsw"
+
+
+def test_shards_search_like_one_index(lake_copy):
+    catalog = mining.open(lake_copy).catalog()
+    one = mining.build_index(lake_copy, kind="flat", full=True)
+    sharded = mining.build_index(lake_copy, kind="flat", full=True, shard_size=20)
+    assert [s.count for s in sharded.shards] == [20, 20, 20, 12]
+    assert [s.start for s in sharded.shards] == [0, 20, 40, 60]
+    assert sorted(sharded.scene_ids) == sorted(catalog.ids)  # every scene exactly once
+    queries = catalog.vectors[::7]
+    for k in (1, 10, 72, 100):  # the merge returns k, and only k that exist
+        sims_one, pos_one = one.search(queries, k)
+        sims_sharded, pos_sharded = sharded.search(queries, k)
+        assert pos_sharded.shape == (len(queries), min(k, 72))
+        np.testing.assert_allclose(sims_sharded, sims_one, atol=1e-5)
+        same = one.scene_ids[pos_one] == sharded.scene_ids[pos_sharded]
+        assert same.mean() > 0.99  # equal up to ties
+    # a filter that allows scenes of one shard only: the others are skipped, k still found
+    allowed = np.zeros(72, dtype=bool)
+    allowed[25:31] = True
+    sims, positions = sharded.search(queries, 10, allowed)
+    assert (np.sort(positions[:, :6], axis=1) == np.arange(25, 31)).all()
+    assert (positions[:, 6:] == -1).all() and np.isinf(sims[:, 6:]).all()
+
+
+def test_a_rebuild_builds_only_new_and_changed_shards(lake_copy, late_log, drives):
+    first = mining.build_index(lake_copy, kind="hnsw", shard_size=20).manifest
+    assert [s["count"] for s in first["shards"]] == [20, 20, 20, 12]
+    full_files = [s["files"] for s in first["shards"][:3]]
+
+    nothing_new = mining.build_index(lake_copy, kind="hnsw", shard_size=20).manifest
+    assert (nothing_new["shards_kept"], nothing_new["shards_built"]) == (4, 0)
+
+    # a new log: the full shards stay, the partial one is cut again with the new scenes
+    assert ingest([late_log], lake_copy).exit_code == 0
+    grown = mining.build_index(lake_copy, kind="hnsw", shard_size=20)
+    catalog = mining.open(lake_copy).catalog()
+    assert grown.manifest["shards_kept"] == 3
+    assert [s.entry["files"] for s in grown.shards[:3]] == full_files
+    assert grown.count == catalog.count > 72
+    assert sorted(grown.scene_ids) == sorted(catalog.ids)
+    assert all(s.count <= 20 for s in grown.shards)
+
+    # a log ingested again (its files rewritten): only the shards holding its rows are rebuilt
+    log = sorted(drives.glob("*.mcap"))[2]
+    assert ingest([log], lake_copy, force=True).exit_code == 0
+    redone = mining.build_index(lake_copy, kind="hnsw", shard_size=20).manifest
+    assert 0 < redone["shards_built"] < len(redone["shards"])
+    assert sorted(mining.load_index(lake_copy).scene_ids) == sorted(catalog.ids)
+    folder = lake_copy.root / "_index"
+    assert {p.name for p in folder.iterdir()} == {"manifest.json", *shard_files(redone)}
+
+    # the searches see the same neighbours as an index built from scratch
+    miner = mining.open(lake_copy)
+    scenes = list(catalog.ids[::9])
+    incremental = [list(miner.similar(s, k=5).scene_id) for s in scenes]
+    miner.build_index("flat", full=True)
+    assert [list(miner.similar(s, k=5).scene_id) for s in scenes] == incremental
+
+
+def test_a_format_1_index_is_read_then_replaced(lake_copy):
+    built = mining.build_index(lake_copy, kind="flat").manifest
+    path = lake_copy.root / "_index" / "manifest.json"
+    old = {k: v for k, v in built.items() if not k.startswith("shards")}
+    old.update(format=1, files=built["shards"][0]["files"])
+    path.write_text(json.dumps(old))
+    assert mining.load_index(lake_copy).count == 72
+    rebuilt = mining.build_index(lake_copy, kind="flat").manifest
+    assert rebuilt["format"] == 2 and rebuilt["shards_kept"] == 0
 
 
 def test_a_crash_mid_build_keeps_the_old_index(lake_copy, monkeypatch):
