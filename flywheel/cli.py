@@ -339,7 +339,7 @@ def _show(df, fmt: str, save_as: str | None, replace: bool, lake, columns=SCENE_
     type=click.IntRange(min=1),
     default=None,
     metavar="N",
-    help="Scenes per shard: a build holds one shard in memory  [default: 250,000]",
+    help="Scenes per shard: a build holds one shard in memory  [default: 1,000,000]",
 )
 @click.option(
     "--scheduler",

@@ -64,10 +64,11 @@ KINDS = ("auto", "flat", "ivf", "hnsw")
 # 100k (the scan leaves the cache); HNSW answers in ~0.05 ms with recall ~1.0 and builds at
 # ~15k vectors/s. So: exact while it costs under a millisecond, HNSW beyond.
 FLAT_MAX = 50_000
-# Vectors per shard. One HNSW shard of 250k builds in ~15 s on 2 threads and holds ~150 MB;
-# a query costs ~0.05-0.1 ms per shard, so a million scenes (4 shards) answer in well under
-# a millisecond. Larger shards build superlinearly (HNSW over 800k: 87 s, not 4 x 15).
-SHARD_SIZE = 250_000
+# Vectors per shard. An HNSW search costs ~0.1 ms per shard almost whatever its size, so fewer,
+# larger shards answer faster: at 1M scenes, 4 shards of 250k took 0.42 ms per query against
+# 0.12 ms for one shard (bench/mining.py). A shard of 1M builds in ~30-50 s on 2 threads here
+# and holds ~0.5 GB; beyond it the build grows linearly, shard by shard (bench/scale.py).
+SHARD_SIZE = 1_000_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 HNSW_EF_SEARCH = 64
@@ -173,8 +174,16 @@ class Index:
             if part is not None and not part.any():
                 continue  # nothing allowed in this shard: skip it
             sims, positions = shard.search(queries, min(k, shard.count), part)
-            sims_parts.append(np.where(positions >= 0, sims, -np.inf))
-            position_parts.append(np.where(positions >= 0, positions + shard.start, -1))
+            missing = positions < 0
+            if missing.any():
+                sims = np.where(missing, -np.inf, sims)
+                positions = np.where(missing, -1, positions + shard.start)
+            elif shard.start:
+                positions = positions + shard.start
+            sims_parts.append(sims)
+            position_parts.append(positions)
+        if len(sims_parts) == 1 and sims_parts[0].shape[1] == k:
+            return sims_parts[0], position_parts[0]  # one shard: nothing to merge
         sims = np.hstack([np.full((nq, k), -np.inf, np.float32), *sims_parts])
         positions = np.hstack([np.full((nq, k), -1, np.int64), *position_parts])
         # the padding sits first, so a stable sort keeps real results ahead of it on ties
@@ -300,6 +309,11 @@ def publish_index(
         files = scene_files(target)
         concrete = choose_kind(sum(f["rows"] for f in files), kind)
         previous = None if full else _previous(target)
+        if previous:  # a shard whose files are gone cannot be kept
+            present = set(target.listdir(INDEX_DIR))
+            previous["shards"] = [
+                s for s in previous["shards"] if set(s["files"].values()) <= present
+            ]
         kept, todo = plan(files, previous, concrete, shard_size)
         stamp = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
         specs = [

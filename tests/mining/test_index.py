@@ -197,3 +197,19 @@ def test_missing_index_is_built_on_first_search(lake_copy, capsys):
     miner.rare(k=3)
     assert "building" in capsys.readouterr().err
     assert mining.load_index(lake_copy).count == 72
+
+
+def test_a_lost_shard_file_is_reported_then_rebuilt_alone(lake_copy):
+    from flywheel.errors import LakeError
+
+    first = mining.build_index(lake_copy, kind="hnsw", shard_size=20).manifest
+    lost = first["shards"][1]["files"]["index"]
+    (lake_copy.root / "_index" / lost).unlink()
+    with pytest.raises(LakeError, match="flywheel index --full"):
+        mining.load_index(lake_copy)
+    again = mining.build_index(lake_copy, kind="hnsw", shard_size=20)
+    # the lost shard is rebuilt, with the partial last one; the other full shards are kept
+    assert (again.manifest["shards_built"], again.manifest["shards_kept"]) == (2, 2)
+    kept = [s.entry["files"] for s in again.shards[:2]]
+    assert kept == [first["shards"][0]["files"], first["shards"][2]["files"]]
+    assert sorted(again.scene_ids) == sorted(mining.open(lake_copy).catalog().ids)
