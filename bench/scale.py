@@ -11,10 +11,11 @@ is a fresh `flywheel ingest` process into a new lake, `--workers 1` and `--worke
 Index: lakes of `--base-vectors` embeddings at 1x, 4x and 16x (the project's FeatureEmbedder
 dimension, drawn around the embeddings of real generated scenes with noise, in scenes files of
 `--file-rows`), indexed by a fresh `flywheel index --full` process each, for each of
-`--index-kinds`: in shards of `--shard-size` (default: the base size, so 1x is one shard) on 1
-and 2 FAISS threads, and, as the baseline in the same run, as one unsharded index on 2 threads.
-Then `--base-vectors` new vectors are added to the 16x lake and `flywheel index` (incremental)
-is timed: it builds only the new shards.
+`--index-kinds`: in shards of `--shard-size` (default: the base size, so 1x is one shard) in one
+process on 1 and 2 FAISS threads, and on a local Dask cluster of 1 and 2 worker processes (one
+thread each, a shard per task); and, as the baseline in the same run, as one unsharded index on
+2 threads. Then `--base-vectors` new vectors are added to the 16x lake and `flywheel index`
+(incremental) is timed: it builds only the new shards.
 
 For every run: wall time, peak memory (the sum of the resident sets of the process and all its
 children, sampled every 20 ms from /proc), and, against the 1x run, the growth of each. Linear
@@ -104,6 +105,41 @@ def make_logs(out: Path, count: int, seconds: float) -> list[Path]:
         files += sorted(folder.glob("*.mcap"))
         seed += 1
     return files[:count]
+
+
+DASK_INDEX = """
+import sys
+from distributed import LocalCluster
+from mining.index import publish_index
+
+if __name__ == "__main__":
+    lake, kind, shard_size, workers, full = sys.argv[1:6]
+    with LocalCluster(
+        n_workers=int(workers), threads_per_worker=1, dashboard_address=None
+    ) as cluster:
+        publish_index(lake, kind, full=full == "full", shard_size=int(shard_size),
+                      scheduler=cluster.scheduler_address)
+"""
+
+
+def index_command(lake: Path, kind: str, shard_size: int, workers: str, full: bool) -> list[str]:
+    """`flywheel index` in one process, or the same build on a local Dask cluster of N
+    worker processes (children of the measured process, so their memory is counted)."""
+    if workers.endswith(("Dask worker", "Dask workers")):
+        count = workers.split()[0]
+        return [
+            sys.executable,
+            "-c",
+            DASK_INDEX,
+            str(lake),
+            kind,
+            str(shard_size),
+            count,
+            "full" if full else "incremental",
+        ]
+    command = [sys.executable, "-m", "flywheel.cli", "index", "--lake", str(lake)]
+    command += ["--kind", kind, "--shard-size", str(shard_size)]
+    return command + (["--full"] if full else [])
 
 
 def seed_embeddings(out: Path, files: list[Path]):
@@ -225,31 +261,32 @@ def main() -> None:
     if not args.skip_index:
         seeds = seed_embeddings(out, files[: args.base_logs])
         shard = args.shard_size or args.base_vectors
+        largest = out / f"vectors-{SCALES[-1]}x"
         for kind in args.index_kinds.split(","):
-            # sharded (one shard per --shard-size vectors) on 1 and 2 FAISS threads, then one
-            # unsharded index over everything on 2 threads: the baseline the shards replace
-            for threads, sharded in ((1, True), (2, True), (2, False)):
+            # (label, workers, threads per process, shard size or None for one index)
+            configs = [
+                (f"shards of {shard:,}", "1 process", 1, shard),
+                (f"shards of {shard:,}", "1 process", 2, shard),
+                (f"shards of {shard:,}", "1 Dask worker", 1, shard),
+                (f"shards of {shard:,}", "2 Dask workers", 1, shard),
+                ("1 index (baseline)", "1 process", 2, None),
+            ]
+            for label, workers, threads, size in configs:
                 base = None
                 for scale in SCALES:
                     n = args.base_vectors * scale
                     lake = out / f"vectors-{scale}x"
                     vector_lake(lake, n, seeds, args.file_rows)
-                    size = shard if sharded else n
-                    command = [
-                        *("-m", "flywheel.cli", "index", "--lake", str(lake), "--kind", kind),
-                        *("--full", "--shard-size", str(size)),
-                    ]
-                    run_env = {**env, "OMP_NUM_THREADS": str(threads)}
-                    seconds, peak = measure([sys.executable, *command], run_env)
+                    command = index_command(lake, kind, size or n, workers, full=True)
+                    seconds, peak = measure(command, {**env, "OMP_NUM_THREADS": str(threads)})
                     base = base or (seconds, peak)
-                    label = f"index {kind}, " + (f"shards of {shard:,}" if sharded else "1 index")
-                    data = f"{n:,} vectors"
+                    where = f"{workers}, {threads} thread{'s' * (threads > 1)}"
                     rows.append(
                         (
-                            label,
+                            f"index {kind}, {label}",
                             f"{scale}x",
-                            data,
-                            threads,
+                            f"{n:,} vectors",
+                            where,
                             seconds,
                             seconds / base[0],
                             peak,
@@ -257,35 +294,30 @@ def main() -> None:
                         )
                     )
                     console.print(
-                        f"{label} {scale}x, {threads} threads: {seconds:.1f} s, "
+                        f"index {kind}, {label}, {scale}x, {where}: {seconds:.1f} s, "
                         f"peak {peak / 2**20:.0f} MiB"
                     )
-                if sharded and threads == 2:
-                    # a day's new data on the largest lake: only its shards are built
-                    lake = out / f"vectors-{SCALES[-1]}x"
-                    first = -(-args.base_vectors * SCALES[-1] // args.file_rows)
-                    vector_lake(lake, args.base_vectors, seeds, args.file_rows, first)
-                    command = [
-                        *("-m", "flywheel.cli", "index", "--lake", str(lake), "--kind", kind),
-                        *("--shard-size", str(shard)),
-                    ]
-                    seconds, peak = measure([sys.executable, *command], run_env)
-                    rows.append(
-                        (
-                            f"index {kind}, shards of {shard:,}: +1x new",
-                            f"{SCALES[-1]}x+1x",
-                            f"+{args.base_vectors:,} vectors",
-                            threads,
-                            seconds,
-                            seconds / base[0],
-                            peak,
-                            peak / base[1],
-                        )
-                    )
-                    console.print(f"{kind} +1x on {SCALES[-1]}x: {seconds:.1f} s")
-                    for name in Path(lake / "scenes").glob("part-*.parquet"):
-                        if int(name.stem.split("-")[1]) >= first:
-                            name.unlink()  # back to 16x for the next runs
+            # a day's new data on the largest lake: only its shards are built
+            first = -(-args.base_vectors * SCALES[-1] // args.file_rows)
+            vector_lake(largest, args.base_vectors, seeds, args.file_rows, first)
+            command = index_command(largest, kind, shard, "1 process", full=False)
+            seconds, peak = measure(command, {**env, "OMP_NUM_THREADS": "2"})
+            rows.append(
+                (
+                    f"index {kind}, shards of {shard:,}: add 1x",
+                    f"{SCALES[-1]}x + 1x",
+                    f"+{args.base_vectors:,} vectors",
+                    "1 process, 2 threads",
+                    seconds,
+                    None,
+                    peak,
+                    None,
+                )
+            )
+            console.print(f"index {kind}, add 1x to {SCALES[-1]}x: {seconds:.1f} s")
+            for path in (largest / "scenes").glob("part-*.parquet"):
+                if int(path.stem.split("-")[1]) >= first:
+                    path.unlink()  # back to 16x for the next kind
 
     table = Table(title="scale: time and peak memory against the 1x run")
     for column in (
@@ -306,9 +338,9 @@ def main() -> None:
             data,
             str(workers),
             f"{seconds:.1f}",
-            f"{tx:.2f}",
+            "" if tx is None else f"{tx:.2f}",
             f"{peak / 2**20:.0f}",
-            f"{mx:.2f}",
+            "" if mx is None else f"{mx:.2f}",
         )
     console.print(table)
 

@@ -12,9 +12,11 @@ builds only the rest: new logs, the last partial shard, and shards whose files w
 So indexing a day's new logs costs that day, not the lake (`full=True` rebuilds everything).
 
 `manifest.json` lists the shards with their files and parameters (embedding version, dim,
-count, kind). Shard files are written under new names first. The manifest goes last, so a crash
-mid-build leaves the previous index whole and in use. Files no manifest names are removed once
-the new one is in place.
+count, kind). Shard files are written under new names first, and the manifest after them, so
+readers see a whole index at every moment. The manifest is republished after each shard of a
+long build (`"complete": false` until the last), so a rerun after a crash keeps the shards
+already done; scenes of shards not yet rebuilt are searched exactly meanwhile. Files no
+manifest names are removed once the build is complete.
 
 Kinds (inner product on unit vectors, i.e. cosine similarity):
 
@@ -43,6 +45,7 @@ import sys
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -320,13 +323,24 @@ def publish_index(
             {"name": f"{stamp}-{i:04d}", "kind": concrete, "segments": segments}
             for i, segments in enumerate(todo)
         ]
-        built = _build_all(target, specs, scheduler)
-        shards = kept + built
-        manifest = _new_manifest(target, shards, concrete, kind, len(kept))
-        manifest["build_seconds"] = round(time.perf_counter() - started, 3)
-        # the manifest last: it names the new files, so readers switch to them at once
-        target.write_text(f"{INDEX_DIR}/{MANIFEST}", json.dumps(manifest, indent=2) + "\n")
-        named = {MANIFEST} | {name for s in shards for name in s["files"].values()}
+        built: list[dict] = []
+
+        def publish(complete: bool) -> dict:
+            manifest = _new_manifest(target, kept + built, concrete, kind, len(kept))
+            manifest["complete"] = complete
+            manifest["build_seconds"] = round(time.perf_counter() - started, 3)
+            # the manifest last: it names the new files, so readers switch to them at once
+            target.write_text(f"{INDEX_DIR}/{MANIFEST}", json.dumps(manifest, indent=2) + "\n")
+            return manifest
+
+        for entry in _build_all(target, specs, scheduler):
+            built.append(entry)
+            if len(built) < len(specs):
+                # publish each shard as it is done: a rerun after a crash keeps it (a scene of
+                # a shard not yet built is searched exactly meanwhile, so none is missed)
+                publish(complete=False)
+        manifest = publish(complete=True)
+        named = {MANIFEST} | {name for s in kept + built for name in s["files"].values()}
         for old in target.listdir(INDEX_DIR):  # earlier builds: no manifest names them any more
             if old not in named:
                 target.delete(f"{INDEX_DIR}/{old}")
@@ -430,18 +444,20 @@ def _previous(target: Lake) -> dict | None:
 
 
 # -- building ------------------------------------------------------------------------------------
-def _build_all(target: Lake, specs: list[dict], scheduler: str | None) -> list[dict]:
+def _build_all(target: Lake, specs: list[dict], scheduler: str | None) -> Iterator[dict]:
+    """Build each shard of `specs` (here, or one task each on the cluster); yield each entry
+    as it is done."""
     if not specs:
-        return []
+        return
     rows = sum(s["rows"] for spec in specs for s in spec["segments"])
     description = f"index: {len(specs)} shard(s), {rows:,} scenes"
     with console.progress(len(specs), description) as advance:
         if scheduler is None:
-            built = []
-            for spec in specs:
-                built.append(build_shard(target, spec))
-                advance(1, _note(built[-1], len(built), len(specs)))
-            return built
+            for done, spec in enumerate(specs, 1):
+                entry = build_shard(target, spec)
+                advance(1, _note(entry, done, len(specs)))
+                yield entry
+            return
         from distributed import as_completed
 
         from flywheel.cluster import client
@@ -449,8 +465,9 @@ def _build_all(target: Lake, specs: list[dict], scheduler: str | None) -> list[d
         with client(scheduler) as connected:
             futures = connected.map(build_shard, [target] * len(specs), specs, pure=False)
             for done, future in enumerate(as_completed(futures), 1):
-                advance(1, _note(future.result(), done, len(specs)))
-            return [f.result() for f in futures]  # in plan order
+                entry = future.result()
+                advance(1, _note(entry, done, len(specs)))
+                yield entry
 
 
 def _note(entry: dict, done: int, total: int) -> str | None:

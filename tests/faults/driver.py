@@ -31,8 +31,11 @@ def main() -> None:
         ingest([Path(a) for a in args], Lake(lake))
     elif op == "index":
         import mining
+        from mining.index import SHARD_SIZE
 
-        mining.open(lake).build_index(args[0] if args else "hnsw")
+        kind = args[0] if args else "hnsw"
+        shard_size = int(args[1]) if len(args) > 1 else SHARD_SIZE
+        mining.build_index(lake, kind, shard_size=shard_size)
     elif op == "submit":
         import labeling
 

@@ -130,7 +130,7 @@ def test_sigkill_index_build(vector_lake, tmp_path, faults):
 
     clean = tmp_path / "clean"
     shutil.copytree(vector_lake, clean)
-    duration = run("index", clean, "hnsw")
+    duration = run("index", clean, "hnsw", "10000")  # four shards: kills land between them
     queries = [f"v-{i:06d}" for i in range(0, 40_000, 4000)]
     expected = _neighbours(clean, queries)
     exact = mining.open(clean)
@@ -138,10 +138,11 @@ def test_sigkill_index_build(vector_lake, tmp_path, faults):
     for i in range(KILLS):
         lake = tmp_path / f"killed-{i}"
         shutil.copytree(vector_lake, lake)
-        errors = kill_and_rerun("index", lake, ["hnsw"], duration, rng)
+        errors = kill_and_rerun("index", lake, ["hnsw", "10000"], duration, rng)
         assert errors == []
         index = mining.load_index(lake)
         assert index is not None and index.kind == "hnsw" and index.count == 40_000
+        assert [s.count for s in index.shards] == [10_000] * 4
         got = _neighbours(lake, queries)
         # HNSW built twice may break ties differently: the same neighbours, or nearly
         overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, expected, strict=True)])

@@ -213,3 +213,33 @@ def test_a_lost_shard_file_is_reported_then_rebuilt_alone(lake_copy):
     kept = [s.entry["files"] for s in again.shards[:2]]
     assert kept == [first["shards"][0]["files"], first["shards"][2]["files"]]
     assert sorted(again.scene_ids) == sorted(mining.open(lake_copy).catalog().ids)
+
+
+def test_a_crash_mid_build_keeps_the_shards_done(lake_copy, monkeypatch):
+    from mining import index as index_module
+
+    real, done = index_module.build_shard, []
+
+    def crash_on_the_third(lake, spec):
+        if len(done) == 2:
+            raise KeyboardInterrupt("killed mid-build")
+        done.append(spec["name"])
+        return real(lake, spec)
+
+    monkeypatch.setattr(index_module, "build_shard", crash_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        mining.build_index(lake_copy, kind="hnsw", shard_size=20)
+    monkeypatch.undo()
+    partial = mining.load_index(lake_copy)  # readable, and what it holds is published
+    assert partial.manifest["complete"] is False and [s.count for s in partial.shards] == [20, 20]
+
+    # meanwhile the scenes of the missing shards are searched exactly: nothing is missed
+    miner = mining.open(lake_copy)
+    catalog = miner.catalog()
+    for row in (0, 45, 71):
+        vector = catalog.vectors[row]
+        assert miner.similar(vector, k=1).scene_id[0] == catalog.ids[row]
+
+    rerun = mining.build_index(lake_copy, kind="hnsw", shard_size=20).manifest
+    assert rerun["complete"] and (rerun["shards_kept"], rerun["shards_built"]) == (2, 2)
+    assert sorted(mining.load_index(lake_copy).scene_ids) == sorted(catalog.ids)
