@@ -2,9 +2,9 @@
 
 ``simulate_history`` writes what the stages would have written over past weeks, through the
 same lake tables and the same ``events.record``: ``logs`` and ``scenes`` (tagged
-``simulated_history``, zero embeddings so they never look similar to or rarer than a real
-scene), ``ingested``/``mined``/``submitted``/``labeled`` events, ``tasks`` and ``batches``
-rows, and one model per week (``trained`` on every batch labeled by then, ``evaluated``,
+``simulated_history``, with all-zero embeddings, which mining's similarity, rarity and
+diversity leave out), ``ingested``/``mined``/``submitted``/``labeled`` events, ``tasks`` and
+``batches`` rows, and one model per week (``trained`` on every batch labeled by then, ``evaluated``,
 ``deployed``; every fourth model fails evaluation and is never deployed, so its new scenes
 ship with the next one). The report then reads it like any other data: no number is made
 up here.

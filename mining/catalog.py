@@ -76,6 +76,25 @@ class Catalog:
             )
         return self._cache["ids"]
 
+    @property
+    def blank(self) -> np.ndarray:
+        """Rows whose embedding is all zeros (simulated history, or an embedder that gave up):
+        a zero vector has no direction, so no cosine similarity; similarity search, rarity and
+        diversity leave these scenes out. SQL and selections still see them."""
+        if "blank" not in self._cache:
+            empty = self.count == 0 or self.vectors.size == 0
+            self._cache["blank"] = (
+                np.zeros(self.count, bool) if empty else ~self.vectors.any(axis=1)
+            )
+        return self._cache["blank"]
+
+    @property
+    def searchable(self) -> np.ndarray:
+        """Rows similarity search can return: every row whose embedding is not blank."""
+        if "searchable" not in self._cache:
+            self._cache["searchable"] = np.flatnonzero(~self.blank)
+        return self._cache["searchable"]
+
     def row(self, scene_id: str) -> int | None:
         """The row of `scene_id`, or None when the lake has no such scene."""
         if self._rows is None:

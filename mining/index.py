@@ -390,8 +390,12 @@ def plan(
 
     kept = [s for s in (previous or {}).get("shards", []) if unchanged(s)]
     pool = _uncovered(files, kept)
-    if pool and any(s["count"] < shard_size for s in kept):
-        kept = [s for s in kept if s["count"] >= shard_size]
+
+    def rows(shard: dict) -> int:  # rows covered, blank ones included
+        return sum(s["rows"] for s in shard["segments"])
+
+    if pool and any(rows(s) < shard_size for s in kept):
+        kept = [s for s in kept if rows(s) >= shard_size]
         pool = _uncovered(files, kept)
     return kept, _cut(pool, shard_size)
 
@@ -482,6 +486,11 @@ def build_shard(lake: Lake, spec: dict) -> dict:
     started = time.perf_counter()
     ids, vectors, version = _read_segments(lake, spec["segments"])
     dim = int(vectors.shape[1]) if len(ids) else 0
+    directed = vectors.any(axis=1) if len(ids) else np.zeros(0, bool)
+    blank = len(ids) - int(directed.sum())
+    if blank:  # all-zero embeddings have no direction: never searched (mining.catalog.blank)
+        ids = [i for i, keep in zip(ids, directed, strict=True) if keep]
+        vectors = vectors[directed]
     faiss_index, params = _make(spec["kind"], vectors, dim)
     del vectors
     files = {"index": f"{spec['name']}.faiss", "ids": f"{spec['name']}.ids.parquet"}
@@ -492,6 +501,7 @@ def build_shard(lake: Lake, spec: dict) -> dict:
         "files": files,
         "kind": spec["kind"],
         "count": len(ids),
+        "blank": blank,
         "dim": dim,
         "embedding_version": version,
         "params": params,

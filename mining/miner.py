@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from flywheel import console
 from flywheel.errors import InputError, QueryError
 from flywheel.lake import Lake, resolve
 from mining import index as _index
@@ -208,6 +209,12 @@ class Miner:
                     "scenes); list some with m.sql('SELECT scene_id, tags FROM scenes LIMIT 10')",
                     scene_id=query,
                 )
+            if catalog.blank[row]:
+                raise InputError(
+                    f"scene {query!r} has an all-zero embedding (no direction: simulated history "
+                    "or a failed embedder), so no scene is similar to it",
+                    scene_id=query,
+                )
             vector = catalog.vectors[row]
             exclude = np.array([row])
             label = repr(query)
@@ -240,7 +247,9 @@ class Miner:
         neighbors = _positive(neighbors, "neighbors")
         catalog = self.catalog()
         mask = self._mask(where)
-        rows = np.arange(catalog.count) if mask is None else np.flatnonzero(mask)
+        rows = catalog.searchable
+        if mask is not None:
+            rows = rows[mask[rows]]
         index = self.index() if catalog.count else None
         if len(rows) <= RARITY_DIRECT_MAX and (_RARITY, neighbors) not in catalog._cache:
             scores = _search.rarity(catalog, index, rows, neighbors)
@@ -266,8 +275,9 @@ class Miner:
             if path is not None:
                 scores = np.load(path)
             else:
-                every = np.arange(catalog.count)
-                scores = _search.rarity(catalog, index, every, neighbors)
+                scores = np.full(catalog.count, np.nan)  # blank scenes have no rarity
+                every = catalog.searchable
+                scores[every] = _search.rarity(catalog, index, every, neighbors)
                 for stale in self.lake.listdir(_index.INDEX_DIR):
                     if stale.startswith(f"rarity-{neighbors}-"):
                         self.lake.delete(f"{_index.INDEX_DIR}/{stale}")
@@ -325,6 +335,13 @@ class Miner:
                 "pass scene ids from this lake"
             )
         rows, first = np.unique(rows, return_index=True)  # duplicates count once
+        blank = catalog.blank[rows]
+        if blank.any():  # no direction, no distance: they cannot be spread out
+            console.warn(
+                f"diverse: {int(blank.sum())} candidate scenes have an all-zero embedding "
+                "(simulated history or a failed embedder) and are left out"
+            )
+            rows, first = rows[~blank], first[~blank]
         weights = None if values is None else _select.normalise_weights(values[first])
         picked, gaps = _select.k_center(catalog.vectors[rows], n, weights)
         label = repr(source) if source else f"<{len(rows)} scenes>"

@@ -54,10 +54,13 @@ def exact(
 
 
 def position_rows(catalog: Catalog, index: Index) -> np.ndarray:
-    """The catalog row of each index position; -1 where the scene has left the lake."""
+    """The catalog row of each index position; -1 where the scene has left the lake (or its
+    embedding is blank: indexes built before blank rows were skipped hold them)."""
     key = ("position_rows", index.manifest.get("built_at"), index.count)
     if key not in catalog._cache:
-        catalog._cache[key] = catalog.rows(index.scene_ids)
+        rows = catalog.rows(index.scene_ids)
+        rows[(rows >= 0) & catalog.blank[np.maximum(rows, 0)]] = -1
+        catalog._cache[key] = rows
     return catalog._cache[key]
 
 
@@ -70,10 +73,10 @@ def stale_positions(catalog: Catalog, index: Index) -> int:
 
 
 def tail_rows(catalog: Catalog, index: Index) -> np.ndarray:
-    """Catalog rows the index does not hold (ingested after the build)."""
+    """Searchable catalog rows the index does not hold (ingested after the build)."""
     key = ("tail_rows", index.manifest.get("built_at"), index.count)
     if key not in catalog._cache:
-        covered = np.zeros(catalog.count, dtype=bool)
+        covered = catalog.blank.copy()  # blank rows are never searched
         rows = position_rows(catalog, index)
         covered[rows[rows >= 0]] = True
         catalog._cache[key] = np.flatnonzero(~covered)
@@ -97,11 +100,13 @@ def knn(
     nq = len(queries)
     extra = 0 if exclude is None else 1
     want = k + extra
+    if allowed is not None and catalog.blank.any():
+        allowed = allowed & ~catalog.blank
     # the candidate rows are only materialised when an exact scan needs them (1M rows: ~1 ms)
-    n_allowed = catalog.count if allowed is None else int(np.count_nonzero(allowed))
+    n_allowed = len(catalog.searchable) if allowed is None else int(np.count_nonzero(allowed))
 
     def candidates() -> np.ndarray:
-        return np.arange(catalog.count) if allowed is None else np.flatnonzero(allowed)
+        return catalog.searchable if allowed is None else np.flatnonzero(allowed)
 
     if index is None or index.exact or (allowed is not None and n_allowed <= EXACT_FILTERED_MAX):
         scores, rows = exact(queries, catalog.vectors, candidates(), want)
@@ -135,7 +140,12 @@ def _approximate(catalog, index, queries, want, allowed):
         sims = np.hstack([sims, tail_sims])
         rows = np.hstack([rows, tail_found])
     order = np.argsort(-sims, axis=1, kind="stable")[:, :want]
-    return np.take_along_axis(sims, order, axis=1), np.take_along_axis(rows, order, axis=1)
+    sims, rows = np.take_along_axis(sims, order, axis=1), np.take_along_axis(rows, order, axis=1)
+    if rows.shape[1] < want:  # fewer scenes than asked for: pad, as the exact scan does
+        pad = want - rows.shape[1]
+        sims = np.hstack([sims, np.full((len(rows), pad), -np.inf, sims.dtype)])
+        rows = np.hstack([rows, np.full((len(rows), pad), -1, rows.dtype)])
+    return sims, rows
 
 
 def _drop(scores, rows, exclude):
@@ -149,9 +159,9 @@ def _drop(scores, rows, exclude):
 def rarity(catalog: Catalog, index: Index | None, rows: np.ndarray, neighbors: int) -> np.ndarray:
     """Mean cosine distance (1 - similarity) from each of `rows` to its `neighbors` nearest
     other scenes in the whole lake; higher is more unusual."""
-    if len(rows) == 0 or catalog.count < 2:
+    if len(rows) == 0 or len(catalog.searchable) < 2:
         return np.zeros(len(rows))
-    neighbors = max(1, min(neighbors, catalog.count - 1))
+    neighbors = max(1, min(neighbors, len(catalog.searchable) - 1))
     sims, found = knn(catalog, index, catalog.vectors[rows], neighbors, exclude=rows)
     distances = np.where(found >= 0, 1.0 - sims, np.nan)
     return np.nanmean(distances, axis=1)

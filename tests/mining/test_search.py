@@ -154,3 +154,32 @@ def test_rarity_of_every_scene_is_cached_per_lake_snapshot(lake_copy, late_log, 
     assert list(fresh["scene_id"]) == list(mining.open(lake_copy).rare(k=15)["scene_id"])
     after = sorted((lake_copy.root / "_index").glob("rarity-10-*.npy"))
     assert len(after) == 1 and after != files
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_scenes_with_a_blank_embedding_are_left_out_of_similarity(lake_copy, kind, capsys):
+    from metrics.history import simulate_history
+
+    miner = mining.open(lake_copy)
+    real = set(miner.sql("SELECT scene_id FROM scenes").scene_id)
+    before = list(miner.rare(k=10).scene_id)
+    simulate_history(lake_copy, weeks=2, scenes_per_week=30)  # all-zero embeddings
+    everything = set(miner.sql("SELECT scene_id FROM scenes").scene_id)
+    blank = everything - real
+    assert len(blank) == 60  # SQL sees them
+
+    index = miner.build_index(kind)
+    assert index.count == len(real) and sum(s.entry["blank"] for s in index.shards) == 60
+    # rarity: a zero vector is not "far from everything", it has no direction at all
+    assert list(miner.rare(k=10).scene_id) == before
+    assert set(miner.rare(k=len(everything)).scene_id) == real
+    query = sorted(real)[0]
+    assert set(miner.similar(query, k=len(everything)).scene_id) == real - {query}
+    assert set(miner.similar(query, k=5, where="true").scene_id) <= real
+    with pytest.raises(InputError, match="all-zero embedding"):
+        miner.similar(sorted(blank)[0], k=3)
+    spread = miner.diverse(sorted(everything), n=5)
+    assert len(spread) == 5 and set(spread.scene_id) <= real
+    assert "60 candidate scenes have an all-zero embedding" in capsys.readouterr().err
+    miner.save("with-history", sorted(blank)[:3])  # selections still take any scene
+    assert len(miner.selection("with-history")) == 3
