@@ -200,8 +200,14 @@ def index_dir(lake: Lake):
     return lake.root / INDEX_DIR  # local lakes only; object stores go through lake.get/put
 
 
-def load_index(lake: str | os.PathLike | Lake | None = None) -> Index | None:
+def load_index(
+    lake: str | os.PathLike | Lake | None = None, reuse: Index | None = None
+) -> Index | None:
     """The lake's index as last built, or None when there is none.
+
+    Shards of `reuse` (an index loaded earlier) that the manifest still names are taken from
+    it instead of read again: shard files never change once written, so after a build that
+    added one shard, a notebook reads one shard.
 
     >>> load_index("/tmp/flywheel-doctest-empty-lake") is None
     True
@@ -211,13 +217,13 @@ def load_index(lake: str | os.PathLike | Lake | None = None) -> Index | None:
     if manifest is None:
         return None
     try:
-        return _load(target, manifest)
+        return _load(target, manifest, reuse)
     except LakeError:
         # a build published a new manifest and removed this one's files meanwhile: retry once
         again = _manifest(target)
         if again is None or again == manifest:
             raise
-        return _load(target, again)
+        return _load(target, again, reuse)
 
 
 def _manifest(target: Lake) -> dict | None:
@@ -248,27 +254,41 @@ def _upgrade(manifest: dict) -> dict:
     return manifest
 
 
-def _load(target: Lake, manifest: dict) -> Index:
+def _load(target: Lake, manifest: dict, reuse: Index | None = None) -> Index:
+    loaded = {
+        s.entry["files"]["index"]: (s.faiss_index, reuse.scene_ids[s.start : s.start + s.count])
+        for s in (reuse.shards if reuse else [])
+    }
     shards, ids, start = [], [], 0
     try:
         for entry in manifest["shards"]:
-            index_file = target.get(f"{INDEX_DIR}/{entry['files']['index']}")
-            ids_file = target.get(f"{INDEX_DIR}/{entry['files']['ids']}")
-            if index_file is None or ids_file is None:
-                raise FileNotFoundError("a file the manifest names is gone")
-            faiss_index = faiss.read_index(str(index_file))
-            shard_ids = pq.read_table(ids_file).column("scene_id").to_pylist()
-            if faiss_index.ntotal != entry["count"] or len(shard_ids) != entry["count"]:
-                raise ValueError(f"shard {entry['files']['index']} holds the wrong count")
+            name = entry["files"]["index"]
+            if name in loaded:
+                faiss_index, shard_ids = loaded[name]
+            else:
+                faiss_index, shard_ids = _read_shard(target, entry)
             shards.append(Shard(faiss_index, start, entry))
-            ids += shard_ids
+            ids.append(shard_ids)
             start += entry["count"]
     except (OSError, RuntimeError, KeyError, ValueError) as exc:
         raise LakeError(
             f"index files in {target.location(INDEX_DIR)} are missing or damaged ({exc}); "
             "rebuild it with `flywheel index --full`"
         ) from exc
-    return Index(shards, np.asarray(ids, dtype=object), manifest)
+    scene_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=object)
+    return Index(shards, scene_ids, manifest)
+
+
+def _read_shard(target: Lake, entry: dict) -> tuple[Any, np.ndarray]:
+    index_file = target.get(f"{INDEX_DIR}/{entry['files']['index']}")
+    ids_file = target.get(f"{INDEX_DIR}/{entry['files']['ids']}")
+    if index_file is None or ids_file is None:
+        raise FileNotFoundError("a file the manifest names is gone")
+    faiss_index = faiss.read_index(str(index_file))
+    shard_ids = pq.read_table(ids_file).column("scene_id").to_pylist()
+    if faiss_index.ntotal != entry["count"] or len(shard_ids) != entry["count"]:
+        raise ValueError(f"shard {entry['files']['index']} holds the wrong count")
+    return faiss_index, np.asarray(shard_ids, dtype=object)
 
 
 def build_index(

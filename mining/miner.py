@@ -129,7 +129,8 @@ class Miner:
     def build_index(self, kind: str = "auto", full: bool = False) -> _index.Index:
         """Bring the lake's FAISS index up to date (only new or changed shards are built;
         `full` rebuilds all of them). ``m.build_index("hnsw")``"""
-        self._loaded_index = _index.build_index(self.lake, kind, full=full)
+        _index.publish_index(self.lake, kind, full=full)
+        self._loaded_index = _index.load_index(self.lake, reuse=self._loaded_index)
         return self._loaded_index
 
     def index(self) -> _index.Index:
@@ -138,7 +139,7 @@ class Miner:
         current = self._loaded_index
         published = self._published_manifest()
         if current is None or published is None or published != _index_manifest_text(current):
-            current = _index.load_index(self.lake)
+            current = _index.load_index(self.lake, reuse=current)
         if current is None:
             _index.warn(f"no index in {self.lake.root} yet: building one ({catalog.count} scenes)")
             current = _index.build_index(self.lake)

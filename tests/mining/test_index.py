@@ -90,7 +90,14 @@ def test_a_rebuild_builds_only_new_and_changed_shards(lake_copy, late_log, drive
     assert ingest([log], lake_copy, force=True).exit_code == 0
     redone = mining.build_index(lake_copy, kind="hnsw", shard_size=20).manifest
     assert 0 < redone["shards_built"] < len(redone["shards"])
-    assert sorted(mining.load_index(lake_copy).scene_ids) == sorted(catalog.ids)
+    fresh = mining.load_index(lake_copy)
+    assert sorted(fresh.scene_ids) == sorted(catalog.ids)
+    # a notebook holding the earlier index reads only the shards it lacks
+    reused = mining.load_index(lake_copy, reuse=grown)
+    earlier = {s.entry["files"]["index"]: s.faiss_index for s in grown.shards}
+    shared = [s.faiss_index is earlier.get(s.entry["files"]["index"]) for s in reused.shards]
+    assert sum(shared) == redone["shards_kept"] > 0
+    assert list(reused.scene_ids) == list(fresh.scene_ids)
     folder = lake_copy.root / "_index"
     assert {p.name for p in folder.iterdir()} == {"manifest.json", *shard_files(redone)}
 
