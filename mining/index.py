@@ -349,6 +349,9 @@ def publish_index(
             manifest = _new_manifest(target, kept + built, concrete, kind, len(kept))
             manifest["complete"] = complete
             manifest["build_seconds"] = round(time.perf_counter() - started, 3)
+            if previous and _same(previous, manifest):
+                # up to date: the published manifest stays, so readers keep their caches
+                return {**previous, **{k: manifest[k] for k in RUN_KEYS if k != "built_at"}}
             # the manifest last: it names the new files, so readers switch to them at once
             target.write_text(f"{INDEX_DIR}/{MANIFEST}", json.dumps(manifest, indent=2) + "\n")
             return manifest
@@ -365,6 +368,17 @@ def publish_index(
             if old not in named:
                 target.delete(f"{INDEX_DIR}/{old}")
     return manifest
+
+
+# what a manifest says about the run that wrote it rather than about the index
+RUN_KEYS = ("built_at", "build_seconds", "shards_kept", "shards_built")
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Whether two manifests describe the same index."""
+    return {k: v for k, v in a.items() if k not in RUN_KEYS} == {
+        k: v for k, v in b.items() if k not in RUN_KEYS
+    }
 
 
 # -- planning -------------------------------------------------------------------------------------

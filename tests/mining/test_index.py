@@ -12,6 +12,7 @@ from flywheel.errors import InputError
 from flywheel.lake import Lake
 from ingest import ingest
 from mining import search
+from mining.index import publish_index
 
 
 def shard_files(manifest: dict) -> set[str]:
@@ -72,8 +73,12 @@ def test_a_rebuild_builds_only_new_and_changed_shards(lake_copy, late_log, drive
     assert [s["count"] for s in first["shards"]] == [20, 20, 20, 12]
     full_files = [s["files"] for s in first["shards"][:3]]
 
-    nothing_new = mining.build_index(lake_copy, kind="hnsw", shard_size=20).manifest
+    published = (lake_copy.root / "_index" / "manifest.json").read_text()
+    nothing_new = publish_index(lake_copy, kind="hnsw", shard_size=20)  # what this run did
     assert (nothing_new["shards_kept"], nothing_new["shards_built"]) == (4, 0)
+    assert nothing_new["built_at"] == first["built_at"]
+    # up to date: the manifest is left alone, so open notebooks keep their caches
+    assert (lake_copy.root / "_index" / "manifest.json").read_text() == published
 
     # a new log: the full shards stay, the partial one is cut again with the new scenes
     assert ingest([late_log], lake_copy).exit_code == 0
