@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -14,7 +15,7 @@ from flywheel.lake import Lake, resolve
 
 
 def lake_summary(lake: str | os.PathLike | Lake | None = None) -> dict[str, Any]:
-    """Row counts per table, the logs, scenes per tag, and the quarantine."""
+    """Row counts per table, the logs, scenes per tag, the quarantine and the index."""
     target = resolve(lake)
     con = target.connect()
     tables = {
@@ -41,6 +42,30 @@ def lake_summary(lake: str | os.PathLike | Lake | None = None) -> dict[str, Any]
         },
         "tags": dict(tags),
         "quarantine": [{"source_uri": uri, "reason": reason} for uri, reason in quarantine],
+        "index": _index(target, tables.get("scenes", 0)),
+    }
+
+
+def _index(lake: Lake, scenes: int) -> dict[str, Any] | None:
+    """What the similarity index covers, from its manifest (written by mining.index)."""
+    try:
+        text = lake.read_text("_index/manifest.json")
+        manifest = json.loads(text) if text else None
+    except (OSError, ValueError):
+        return {"error": "the index manifest is unreadable: `flywheel index --full`"}
+    if manifest is None:
+        return None
+    shards = manifest.get("shards") or [manifest]
+    blank = sum(s.get("blank", 0) for s in shards)
+    return {
+        "kind": manifest.get("kind"),
+        "scenes": manifest.get("count", 0),
+        "shards": len(shards),
+        "complete": manifest.get("complete", True),
+        "built_at": manifest.get("built_at"),
+        "embedding_version": manifest.get("embedding_version"),
+        # scenes ingested since the build, searched exactly until the next one
+        "not_indexed": max(0, scenes - manifest.get("count", 0) - blank),
     }
 
 
@@ -53,6 +78,23 @@ def print_lake_summary(summary: dict[str, Any]) -> None:
     console.table(sorted(summary["tables"].items()), ["table", "rows"], title="tables")
     if summary["tags"]:
         console.table(summary["tags"].items(), ["tag", "scenes"], title="scenes by tag")
+    index = summary.get("index")
+    if index is None:
+        console.line("index: none yet (`flywheel index`, or built by the first search)")
+    elif "error" in index:
+        console.line(f"index: {index['error']}")
+    else:
+        console.line(
+            f"index: {index['kind']} over {index['scenes']:,} scenes in {index['shards']} "
+            f"shard(s), built {index['built_at']}"
+            + ("" if index["complete"] else " (a build is under way or was interrupted)")
+            + (
+                f"; {index['not_indexed']:,} scenes since, searched exactly until "
+                "the next `flywheel index`"
+                if index["not_indexed"]
+                else ""
+            )
+        )
     if summary["quarantine"]:
         console.table(
             [(q["source_uri"], q["reason"]) for q in summary["quarantine"]],

@@ -61,6 +61,14 @@ def test_generate_ingest_status_json(run, tmp_path):
     status = json.loads(run("status", "--lake", str(lake), "--format", "json").stdout)
     assert status["logs"]["count"] == 1
     assert status["tables"]["scenes"] == summary["scenes"] > 0
+    assert status["index"] is None
+    assert "index: none yet" in run("status", "--lake", str(lake)).stdout
+    assert run("index", "--lake", str(lake), "--shard-size", "2").exit_code == 0
+    status = json.loads(run("status", "--lake", str(lake), "--format", "json").stdout)
+    index = status["index"]
+    assert index["scenes"] == summary["scenes"] and index["not_indexed"] == 0
+    assert index["shards"] == -(-summary["scenes"] // 2) and index["complete"]
+    assert f"{index['shards']} shard(s)" in run("status", "--lake", str(lake)).stdout
     again = run("ingest", str(drives), "--lake", str(lake))
     assert again.exit_code == 0
     assert "1 already in the lake" in again.output
