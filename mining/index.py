@@ -329,14 +329,14 @@ def publish_index(
         raise InputError(f"shard size must be at least 1, not {shard_size}")
     started = time.perf_counter()
     with target.lock("index"):
-        files = scene_files(target)
-        concrete = choose_kind(sum(f["rows"] for f in files), kind)
         previous = None if full else _previous(target)
         if previous:  # a shard whose files are gone cannot be kept
             present = set(target.listdir(INDEX_DIR))
             previous["shards"] = [
                 s for s in previous["shards"] if set(s["files"].values()) <= present
             ]
+        files = scene_files(target, _known_rows(previous))
+        concrete = choose_kind(sum(f["rows"] for f in files), kind)
         kept, todo = plan(files, previous, concrete, shard_size)
         stamp = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
         specs = [
@@ -382,22 +382,41 @@ def _same(a: dict, b: dict) -> bool:
 
 
 # -- planning -------------------------------------------------------------------------------------
-def scene_files(lake: Lake) -> list[dict]:
+def scene_files(lake: Lake, known: dict[str, tuple] | None = None) -> list[dict]:
     """Every published `scenes` file: its path in the lake, stamp, size and row count.
+
+    Row counts come from each file's Parquet footer, or from `known` ({file: (stamp, size,
+    rows)}, what the last build saw) for files unchanged since: an incremental build over a
+    lake of many files reads the footers of its new files only.
 
     Rows of logs not yet published are indexed too (their file is final once written); the
     search drops positions whose scene is not in the lake, and they appear once published.
     """
     out = []
+    known = known or {}
     for name, stamp, size in lake.file_stats("scenes"):
-        rel = lake.relative(name)
-        try:
-            with lake.open(rel) as handle:  # the footer only
-                rows = pq.ParquetFile(handle).metadata.num_rows
-        except FileNotFoundError:  # replaced or removed meanwhile
-            continue
-        out.append({"file": rel, "stamp": str(stamp), "size": int(size), "rows": rows})
+        rel, stamp, size = lake.relative(name), str(stamp), int(size)
+        seen = known.get(rel)
+        if seen is not None and seen[:2] == (stamp, size):
+            rows = seen[2]
+        else:
+            try:
+                with lake.open(rel) as handle:  # the footer only
+                    rows = pq.ParquetFile(handle).metadata.num_rows
+            except FileNotFoundError:  # replaced or removed meanwhile
+                continue
+        out.append({"file": rel, "stamp": stamp, "size": size, "rows": rows})
     return out
+
+
+def _known_rows(previous: dict | None) -> dict[str, tuple]:
+    """{file: (stamp, size, rows)} of every file the shards of `previous` were built from."""
+    return {
+        s["file"]: (s["stamp"], s["size"], s["file_rows"])
+        for shard in (previous or {}).get("shards", [])
+        for s in shard.get("segments", [])
+        if "file_rows" in s
+    }
 
 
 def plan(
@@ -451,7 +470,14 @@ def _uncovered(files: list[dict], kept: list[dict]) -> list[dict]:
 
 
 def _segment(f: dict, start: int, rows: int) -> dict:
-    return {"file": f["file"], "stamp": f["stamp"], "size": f["size"], "start": start, "rows": rows}
+    return {
+        "file": f["file"],
+        "stamp": f["stamp"],
+        "size": f["size"],
+        "file_rows": f["rows"],
+        "start": start,
+        "rows": rows,
+    }
 
 
 def _cut(pool: list[dict], shard_size: int) -> list[list[dict]]:

@@ -68,7 +68,7 @@ def test_shards_search_like_one_index(lake_copy):
     assert (positions[:, 6:] == -1).all() and np.isinf(sims[:, 6:]).all()
 
 
-def test_a_rebuild_builds_only_new_and_changed_shards(lake_copy, late_log, drives):
+def test_a_rebuild_builds_only_new_and_changed_shards(lake_copy, late_log, drives, monkeypatch):
     first = mining.build_index(lake_copy, kind="hnsw", shard_size=20).manifest
     assert [s["count"] for s in first["shards"]] == [20, 20, 20, 12]
     full_files = [s["files"] for s in first["shards"][:3]]
@@ -80,9 +80,18 @@ def test_a_rebuild_builds_only_new_and_changed_shards(lake_copy, late_log, drive
     # up to date: the manifest is left alone, so open notebooks keep their caches
     assert (lake_copy.root / "_index" / "manifest.json").read_text() == published
 
-    # a new log: the full shards stay, the partial one is cut again with the new scenes
+    # a new log: the full shards stay, the partial one is cut again with the new scenes;
+    # of the scenes files, only the new one's footer is read (row counts of the others are
+    # in the manifest)
     assert ingest([late_log], lake_copy).exit_code == 0
+    opened = []
+    real_open = Lake.open
+    monkeypatch.setattr(Lake, "open", lambda lake, rel: opened.append(rel) or real_open(lake, rel))
     grown = mining.build_index(lake_copy, kind="hnsw", shard_size=20)
+    monkeypatch.undo()
+    indexed = {seg["file"] for shard in first["shards"] for seg in shard["segments"]}
+    now = {lake_copy.relative(f) for f in lake_copy.files("scenes")}
+    assert opened == sorted(now - indexed) and len(opened) == 1
     catalog = mining.open(lake_copy).catalog()
     assert grown.manifest["shards_kept"] == 3
     assert [s.entry["files"] for s in grown.shards[:3]] == full_files
