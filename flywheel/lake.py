@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 from flywheel import schemas
 from flywheel.config import load_config
 from flywheel.errors import LakeError
+from flywheel.lease import Lease, alive
 
 TEMP_SUFFIX = ".tmp"
 OBJECT_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "memory")
@@ -46,8 +47,8 @@ class Lake:
     On an object store there is no rename: each file is written under its final name with one
     PUT, which the store makes visible whole or not at all, so the commit protocol above (data
     first, the `logs` row last; whole-file rewrites under the same name) holds unchanged.
-    Locks there are per machine (see `lock`), and files outside the tables (`_index`,
-    `_labeling`, reports) go through `put`/`get`, which work on both.
+    Locks on S3 hold across machines (a lease object, see `lock`), and files outside the
+    tables (`_index`, `_labeling`, reports) go through `put`/`get`, which work on both.
     """
 
     def __init__(self, root: str | os.PathLike) -> None:
@@ -312,7 +313,7 @@ class Lake:
             return 0  # an object store has no temporary files: a PUT is whole or absent
         for temp in self.root.rglob(f".*{TEMP_SUFFIX}"):
             pid = temp.name.rsplit(".", 2)[-2].split("-")[0]
-            if pid.isdigit() and _alive(int(pid)):
+            if pid.isdigit() and alive(int(pid)):
                 continue
             temp.unlink(missing_ok=True)
             removed += 1
@@ -320,19 +321,24 @@ class Lake:
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """Hold an exclusive lock named `name` across processes on this machine.
+        """Hold an exclusive lock named `name` across processes on this machine and, on an
+        S3 lake, across machines too.
 
-        On an object store the lock file lives in this machine's cache: writers on other
-        machines are not excluded. Ingest stays exactly-once there anyway (a log's files have
-        content-derived names, so two writers write the same bytes); run labeling from one
-        machine at a time.
+        The file lock orders this machine's processes; on S3 the holder then also takes the
+        lease `<lake>/_locks/NAME.lock` (flywheel.lease: conditional PUTs, renewed while held,
+        taken over when its holder died). On other object stores the lock is per machine:
+        run labeling from one machine at a time there.
         """
         folder = (self.root if self.local else cache_dir(self.uri)) / "_locks"
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / f"{name}.lock", "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
-                yield
+                if self.local or not hasattr(self.fs, "_call_s3"):
+                    yield
+                else:
+                    with Lease(self.fs, self._rel(f"_locks/{name}.lock")):
+                        yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -410,16 +416,6 @@ def cache_dir(uri: str) -> Path:
 
 def _quote(text: str) -> str:
     return text.replace("'", "''")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -8,6 +8,7 @@ through the standard AWS environment variables.
 from __future__ import annotations
 
 import json
+import os
 import random
 import socket
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 
 from flywheel.lake import Lake
 from ingest import generate, ingest
-from tests.faults.conftest import Reader, flywheel, run, start
+from tests.faults.conftest import ROOT, Reader, flywheel, run, start
 from tests.faults.test_kill import INGEST_TABLES, snapshot
 
 STAMPS = ("ingested_at", "at")
@@ -108,7 +109,7 @@ def test_a_killed_ingest_on_s3_leaves_it_readable_and_a_rerun_completes_it(s3, d
         assert snapshot(lake, INGEST_TABLES, STAMPS) == snapshot(local.root, INGEST_TABLES, STAMPS)
 
 
-def test_index_mine_and_report_on_s3(s3, drives, local):
+def test_index_mine_and_report_on_s3(s3, drives, local, tmp_path, monkeypatch):
     import mining
 
     assert flywheel("ingest", str(drives), "--lake", s3).returncode == 0
@@ -131,21 +132,30 @@ def test_index_mine_and_report_on_s3(s3, drives, local):
     assert list(mining.open(s3).rare(k=3)["scene_id"]) == list(
         mining.open(local).rare(k=3)["scene_id"]
     )
-    submit = flywheel(
-        "label",
-        "submit",
-        "--selection",
-        "near",
-        "--vendor",
-        "simulated",
-        "--batch-size",
-        "2",
-        "--lake",
-        s3,
-        "--format",
-        "json",
-    )
-    assert submit.returncode == 0, submit.stderr
+    # two machines submit the same selection at once: the lease lock lets one in at a time,
+    # so the second finds the first's batches and sends nothing again
+    submit = ("label", "submit", "--selection", "near", "--vendor", "simulated", "--lake", s3)
+    both = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "flywheel.cli", *submit, "--batch-size=2", "--format=json"],
+            env=machine(tmp_path, name),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    }
+    skipped = {}
+    for name, process in both.items():
+        out, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err
+        skipped[name] = json.loads(out)["skipped"]
+    assert sorted(skipped.values()) == [0, 5]
+    tasks = Lake(s3).connect().execute("SELECT count(*), count(DISTINCT scene_id) FROM tasks")
+    assert tasks.fetchone() == (5, 5)
+    # the simulated vendor keeps its state on the machine that used it: carry on from there
+    submitter = min(skipped, key=skipped.get)
+    monkeypatch.setenv("XDG_CACHE_HOME", machine(tmp_path, submitter)["XDG_CACHE_HOME"])
     assert flywheel("label", "sync", "--lake", s3).returncode == 0
     again = flywheel(
         "label",
@@ -169,3 +179,74 @@ def test_index_mine_and_report_on_s3(s3, drives, local):
     assert counts["ingested"] == 12 and counts["mined"] == 5 and counts["submitted"] == 5
     assert data["html"] == f"{s3}/_reports/report.html"
     assert Lake(s3).read_text("_reports/report.html").startswith("<!doctype html>")
+
+
+def machine(tmp_path: Path, name: str, **env: str) -> dict:
+    """The environment of another machine: its own cache folder (file locks, downloads)."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "XDG_CACHE_HOME": str(tmp_path / f"machine-{name}"),
+        **env,
+    }
+
+
+HOLD = """
+import sys, time
+from flywheel.lake import Lake
+with Lake(sys.argv[1]).lock("labeling-simulated"):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+    print("released", time.time(), flush=True)
+"""
+
+
+def hold(lake: str, env: dict, seconds: float) -> subprocess.Popen:
+    """Another machine takes the lock and holds it for `seconds`; returns once it holds it."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD, lake, str(seconds)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout.readline().strip() == "held", process.stderr.read()
+    return process
+
+
+def test_a_lock_holds_across_machines_and_is_renewed(s3, tmp_path, monkeypatch, capsys):
+    # a 1 s lease held for 3 s: only its renewals keep the other machine out
+    monkeypatch.setenv("FLYWHEEL_LOCK_LEASE_SECONDS", "1")
+    holder = hold(s3, machine(tmp_path, "a"), 3)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "machine-b"))
+    with Lake(s3).lock("labeling-simulated"):
+        acquired = time.time()
+    released = float(holder.stdout.readline().split()[1])
+    assert holder.wait(timeout=30) == 0 and acquired >= released
+    assert "waiting for the lock" in capsys.readouterr().err
+    assert Lake(s3).listdir("_locks") == []  # a released lease is deleted
+
+
+def test_a_killed_holder_on_this_host_does_not_block_the_rerun(s3, tmp_path, monkeypatch):
+    holder = hold(s3, machine(tmp_path, "a"), 600)
+    holder.kill()
+    holder.wait()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "machine-b"))
+    started = time.monotonic()
+    with Lake(s3).lock("labeling-simulated"):
+        pass
+    assert time.monotonic() - started < 10  # its process is gone: not the 60 s lease
+
+
+def test_a_lease_whose_holder_stopped_renewing_is_taken_over(s3, capsys):
+    import fsspec
+
+    fs = fsspec.filesystem("s3", use_listings_cache=False)
+    key = f"{s3.removeprefix('s3://')}/_locks/labeling-simulated.lock"
+    fs.pipe(key, json.dumps({"owner": "another-host:1:gone", "seconds": 1}).encode())
+    started = time.monotonic()
+    with Lake(s3).lock("labeling-simulated"):
+        assert json.loads(fs.cat(key))["owner"] != "another-host:1:gone"
+    assert time.monotonic() - started < 10
+    assert "held by another-host:1:gone" in capsys.readouterr().err
+    assert not fs.exists(key)
