@@ -170,7 +170,6 @@ class Index:
         were found. `allowed` (bool per position) restricts the search inside FAISS."""
         k = max(1, min(int(k), self.count))
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        nq = len(queries)
         sims_parts, position_parts = [], []
         for shard in self.shards:
             part = None if allowed is None else allowed[shard.start : shard.start + shard.count]
@@ -185,15 +184,25 @@ class Index:
                 positions = positions + shard.start
             sims_parts.append(sims)
             position_parts.append(positions)
-        if len(sims_parts) == 1 and sims_parts[0].shape[1] == k:
-            return sims_parts[0], position_parts[0]  # one shard: nothing to merge
-        sims = np.hstack([np.full((nq, k), -np.inf, np.float32), *sims_parts])
-        positions = np.hstack([np.full((nq, k), -1, np.int64), *position_parts])
-        # the padding sits first, so a stable sort keeps real results ahead of it on ties
-        order = np.argsort(-sims[:, k:], axis=1, kind="stable")[:, :k] + k
-        if order.shape[1] < k:  # fewer results than k in all shards together: pad
-            order = np.hstack([order, np.arange(k - order.shape[1])[None, :].repeat(nq, 0)])
-        return np.take_along_axis(sims, order, axis=1), np.take_along_axis(positions, order, 1)
+        return best(sims_parts, position_parts, k, len(queries))
+
+
+def best(
+    sims_parts: list[np.ndarray], id_parts: list[np.ndarray], k: int, nq: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top `k` per row of several (similarities, ids) result blocks side by side, best
+    first, in block order on ties; padded with -inf / -1 when they hold fewer than `k`."""
+    if len(sims_parts) == 1 and sims_parts[0].shape[1] == k:
+        return sims_parts[0], id_parts[0]  # one block: nothing to merge
+    sims = np.hstack([np.zeros((nq, 0), np.float32), *sims_parts])
+    ids = np.hstack([np.zeros((nq, 0), np.int64), *id_parts])
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    sims, ids = np.take_along_axis(sims, order, axis=1), np.take_along_axis(ids, order, axis=1)
+    if ids.shape[1] < k:
+        pad = k - ids.shape[1]
+        sims = np.hstack([sims, np.full((nq, pad), -np.inf, sims.dtype)])
+        ids = np.hstack([ids, np.full((nq, pad), -1, ids.dtype)])
+    return sims, ids
 
 
 def index_dir(lake: Lake):
@@ -298,15 +307,17 @@ def build_index(
     full: bool = False,
     shard_size: int = SHARD_SIZE,
     scheduler: str | None = None,
+    reuse: Index | None = None,
 ) -> Index:
-    """Build (or bring up to date) the lake's index, publish it atomically, and load it.
+    """Build (or bring up to date) the lake's index, publish it atomically, and load it
+    (taking the shards it still holds from `reuse`, see `load_index`).
 
     >>> build_index("lake", kind="auto").kind      # doctest: +SKIP
     'flat'
     """
     target = resolve(lake)
     publish_index(target, kind, full=full, shard_size=shard_size, scheduler=scheduler)
-    return load_index(target)
+    return load_index(target, reuse=reuse)
 
 
 def publish_index(

@@ -129,8 +129,9 @@ class Miner:
     def build_index(self, kind: str = "auto", full: bool = False) -> _index.Index:
         """Bring the lake's FAISS index up to date (only new or changed shards are built;
         `full` rebuilds all of them). ``m.build_index("hnsw")``"""
-        _index.publish_index(self.lake, kind, full=full)
-        self._loaded_index = _index.load_index(self.lake, reuse=self._loaded_index)
+        self._loaded_index = _index.build_index(
+            self.lake, kind, full=full, reuse=self._loaded_index
+        )
         return self._loaded_index
 
     def index(self) -> _index.Index:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from mining.catalog import Catalog
-from mining.index import Index
+from mining.index import Index, best
 
 # A filtered search scans the allowed vectors exactly up to this many: at 1M scenes (dim 35)
 # that costs 3-12 ms a query here, while HNSW with an ID selector at 50-60% selectivity gave
@@ -134,18 +134,13 @@ def _approximate(catalog, index, queries, want, allowed):
         tail = tail[allowed[tail]]
     sims, positions = index.search(queries, want + stale, selector)
     rows = np.where(positions >= 0, positions_to_rows[np.maximum(positions, 0)], -1)
-    sims = np.where(rows >= 0, sims, -np.inf)
+    sims_parts, rows_parts = [np.where(rows >= 0, sims, -np.inf)], [rows]
     if len(tail):
         tail_sims, tail_found = exact(queries, catalog.vectors, tail, want)
-        sims = np.hstack([sims, tail_sims])
-        rows = np.hstack([rows, tail_found])
-    order = np.argsort(-sims, axis=1, kind="stable")[:, :want]
-    sims, rows = np.take_along_axis(sims, order, axis=1), np.take_along_axis(rows, order, axis=1)
-    if rows.shape[1] < want:  # fewer scenes than asked for: pad, as the exact scan does
-        pad = want - rows.shape[1]
-        sims = np.hstack([sims, np.full((len(rows), pad), -np.inf, sims.dtype)])
-        rows = np.hstack([rows, np.full((len(rows), pad), -1, rows.dtype)])
-    return sims, rows
+        sims_parts.append(tail_sims)
+        rows_parts.append(tail_found)
+    # padded to `want` when fewer scenes exist, as the exact scan is
+    return best(sims_parts, rows_parts, want, len(queries))
 
 
 def _drop(scores, rows, exclude):
