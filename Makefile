@@ -2,7 +2,12 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# the lock: exact versions of every package the suite passed on (`make lock` moves them)
+LOCK := constraints.txt
+PIP_INSTALL := $(BIN)/python -m pip install --quiet -c $(LOCK)
+# the demo needs the runtime dependencies only; the tests add the test extras
 INSTALLED := $(VENV)/.installed
+TEST_INSTALLED := $(VENV)/.installed-test
 # Label Studio lives in its own venv: its pinned dependencies (Django among them) stay out of ours
 LS_VENV := .venv-label-studio
 LS_INSTALLED := $(LS_VENV)/.label-studio-1.23.2
@@ -11,29 +16,33 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench clean lock
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required: make PYTHON=/path/to/python3.11"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(INSTALLED): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(INSTALLED): pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP_INSTALL) -e .
+	touch $@
+
+$(TEST_INSTALLED): $(INSTALLED)
+	$(PIP_INSTALL) -e '.[test,s3]'
 	touch $@
 
 demo: $(INSTALLED)
 	$(BIN)/flywheel demo
 
-lint: $(INSTALLED)
+lint: $(TEST_INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: $(INSTALLED)
+format: $(TEST_INSTALLED)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-$(LS_INSTALLED): | $(INSTALLED)
+$(LS_INSTALLED): | $(TEST_INSTALLED)
 	$(BIN)/python tests/labeling/label_studio_server.py --install
 
 $(CHROMIUM):
@@ -47,6 +56,18 @@ test: lint $(LS_INSTALLED) $(CHROMIUM)
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/ingest.py
+
+# Move the pins on purpose: resolve the newest versions pyproject.toml allows in a scratch venv
+# and write them to the lock; then `make test` proves the suite on them before a commit.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet -e '.[test,s3]'
+	( echo "# The lock: the versions \`make test\` passed on. Regenerate with \`make lock\`."; \
+	  .venv-lock/bin/python -m pip freeze --exclude-editable | LC_ALL=C sort -f ) > $(LOCK)
+	rm -rf .venv-lock
+	@echo "$(LOCK) updated: run make test, then commit it"
 
 clean:
 	rm -rf $(VENV) lake .pytest_cache
