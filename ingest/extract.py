@@ -301,10 +301,13 @@ def _typestore(msgtype, encoding, definition, definition_encoding):
     if not definition:
         store = get_store(base)
         return store if msgtype in store.fielddefs else None
-    if definition_encoding and "idl" in definition_encoding:
-        types = get_types_from_idl(definition)
-    else:
-        types = get_types_from_msg(definition, msgtype)
+    try:
+        if definition_encoding and "idl" in definition_encoding:
+            types = get_types_from_idl(definition)
+        else:
+            types = get_types_from_msg(definition, msgtype)
+    except TypesysError:  # a damaged or odd definition in the file: the standard one, if any
+        return _typestore(msgtype, encoding, None, None)
     # The embedded definition wins: try it on top of the standard types (so a definition that
     # leaves out a dependency still works), else alone (it clashes with the standard ones).
     for store_name in (base, Stores.EMPTY):
@@ -531,8 +534,18 @@ REQUIRED = {
 }
 
 
-def build_tables(topics: list[TopicColumns], warnings: list[str]) -> dict[str, pa.Table | None]:
-    """Kind-level processing on whole columns -> {kind: table or None}."""
+# Columns of which at least one value must be finite for a topic to be usable as that kind: a
+# type decoded by field names (a --topic-map entry) that lacks the fields gives only NaN.
+VALUED = {"ego": ("px", "py"), "gnss": ("lat", "lon"), "imu": ("ax", "wz"), "objects": ("cx",)}
+
+
+def build_tables(
+    topics: list[TopicColumns], warnings: list[str], used: dict[str, str] | None = None
+) -> dict[str, pa.Table | None]:
+    """Kind-level processing on whole columns -> {kind: table or None}.
+
+    `used`, when given, receives {topic: kind} for each topic whose rows went into a table.
+    """
     by_kind: dict[str, list[TopicColumns]] = {k: [] for k in REQUIRED}
     for tc in topics:
         if tc.kind not in by_kind or not tc.rows:
@@ -544,9 +557,28 @@ def build_tables(topics: list[TopicColumns], warnings: list[str]) -> dict[str, p
                 f"used as {tc.kind}; check the --topic-map entry for it"
             )
             continue
+        empty = [n for n in VALUED.get(tc.kind, ()) if not np.isfinite(tc.cols[n]).any()]
+        if empty:
+            warnings.append(
+                f"topic {tc.topic} ({tc.msgtype}) has no values for {', '.join(empty)} in any "
+                f"of its {tc.rows:,} messages, so it was not used as {tc.kind}; "
+                "check the --topic-map entry for it"
+            )
+            continue
         by_kind[tc.kind].append(tc)
     ego_tc = _choose_ego(by_kind["ego"], warnings)
+    # damaged messages can hold any float: inf and nan stay values, not warnings
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _tables(by_kind, ego_tc, warnings, used)
+
+
+def _tables(by_kind, ego_tc, warnings, used) -> dict[str, pa.Table | None]:
     ego = ego_table(ego_tc, warnings) if ego_tc else None
+    if used is not None:
+        used.update({tc.topic: kind for kind, tcs in by_kind.items() for tc in tcs if tc.rows})
+        for tc in by_kind["ego"]:
+            if tc is not ego_tc:
+                used.pop(tc.topic, None)
     imu_cols = ("ax", "ay", "az", "wx", "wy", "wz")
     return {
         "ego": ego,

@@ -54,6 +54,9 @@ class FileResult:
     seconds: float = 0.0
     reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    expected_messages: int | None = None  # what the file says it holds; None when nothing says
+    complete: bool = True  # False when part of the file could not be read (see `reason`)
+    tables: dict[str, str] = field(default_factory=dict)  # topic -> the table it went into
 
     @property
     def rejected(self) -> bool:
@@ -93,38 +96,97 @@ def discover(paths: Iterable[str | os.PathLike]) -> list[Path]:
 
     In a folder, files ending in .mcap, .bag or .db3 are logs and a folder holding
     metadata.yaml is one rosbag2 log; other files there (a README, truth.json) are not
-    logs and are left alone. A file named explicitly is always tried.
+    logs and are left alone. A file named explicitly is always tried. Special files (FIFOs,
+    sockets, devices) and paths that cannot be read are left out; `survey` says which.
+
+    >>> discover(["drives/"])                               # doctest: +SKIP
+    [PosixPath('/data/drives/drive_0000.mcap'), PosixPath('/data/drives/rosbag2_run')]
+    """
+    return survey(paths)[0]
+
+
+def survey(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """(sources, skipped): `discover`'s sources and each path skipped, with why.
+
+    Never opens a file: a FIFO would block the run, so only its type is looked at (stat,
+    which follows a symbolic link; a link to nothing is skipped too).
     """
     found: dict[Path, None] = {}
+    skipped: dict[Path, str] = {}
+
+    def unreadable(error: OSError) -> None:
+        where = Path(error.filename or ".").absolute()
+        skipped.setdefault(where, f"cannot be read ({error.strerror or error})")
+
     for raw in paths:
         path = Path(raw)
-        if not path.exists():
+        if not os.path.lexists(path):
             raise InputError(f"{raw}: no such file or folder", path=str(raw))
-        if path.is_file() or (path / ROSBAG2_METADATA).is_file():
+        what = _special(path)
+        if what is not None:
+            skipped[path.absolute()] = what
+            continue
+        if _is_rosbag2(path, unreadable) or not path.is_dir():
             found[path.absolute()] = None
             continue
-        for folder, subfolders, files in os.walk(path):
+        for folder, subfolders, files in os.walk(path, onerror=unreadable):
             here = Path(folder)
             subfolders.sort()
             for sub in list(subfolders):
-                if (here / sub / ROSBAG2_METADATA).is_file():
+                if _is_rosbag2(here / sub, unreadable):
                     found[(here / sub).absolute()] = None
                     subfolders.remove(sub)
             for name in sorted(files):
-                if name.endswith(LOG_SUFFIXES) and not name.startswith("."):
+                if not name.endswith(LOG_SUFFIXES) or name.startswith("."):
+                    continue
+                what = _special(here / name)
+                if what is None:
                     found[(here / name).absolute()] = None
-    return list(found)
+                else:
+                    skipped[(here / name).absolute()] = what
+    return list(found), sorted(skipped.items())
+
+
+def _special(path: Path) -> str | None:
+    """Why `path` cannot be a log file or folder (a FIFO, a dangling link, ...), else None."""
+    from ingest.readers._io import kind_of
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a symbolic link to nothing (its target does not exist)"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror})"
+    what = kind_of(mode)
+    return None if what in (None, "a folder") else f"{what}, not a log file"
+
+
+def _is_rosbag2(path: Path, unreadable: Callable[[OSError], None]) -> bool:
+    try:
+        return (path / ROSBAG2_METADATA).is_file()
+    except OSError as exc:  # an unreadable folder: Path.is_file raises PermissionError
+        unreadable(exc)
+        return False
 
 
 def content_hash(path: Path) -> tuple[str, int]:
-    """sha256 of the file (or of every file of a rosbag2 folder) and the byte count."""
+    """sha256 of the file (or of every file of a rosbag2 folder) and the byte count.
+
+    Only regular files are read (a FIFO in a rosbag2 folder would block the read forever).
+    """
+    from ingest.readers._io import open_regular
+
     digest = hashlib.sha256()
     members = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     size = 0
     for member in members:
         if path.is_dir():
             digest.update(str(member.relative_to(path)).encode())
-        with open(member, "rb") as handle:
+        try:
+            fd = open_regular(member)
+        except InputError as exc:
+            raise OSError(exc.message) from exc
+        with open(fd, "rb") as handle:
             for block in iter(functools.partial(handle.read, 1 << 20), b""):
                 digest.update(block)
                 size += len(block)
@@ -151,7 +213,8 @@ def ingest_file(root: str, source: str, options: IngestOptions) -> FileResult:
     try:
         sha, size = content_hash(path)
     except OSError as exc:
-        return _quarantine(lake, uri, None, 0, f"cannot read the file: {exc.strerror}", started)
+        reason = f"cannot read the file: {exc.strerror or exc}"
+        return _quarantine(lake, uri, None, 0, reason, started)
     log_id = sha[:LOG_ID_LENGTH]
     result = FileResult(source_uri=uri, status="ingested", log_id=log_id, bytes=size)
 
@@ -171,9 +234,15 @@ def ingest_file(root: str, source: str, options: IngestOptions) -> FileResult:
             return _quarantine(lake, uri, sha, size, reason, started, log_id)
 
         embedder = _embedder(options.embedder)
-        scenes = build_scenes(
-            log_id, log.ego, log.objects, log.gnss, log.camera, options.scene_seconds
-        )
+        try:
+            scenes = build_scenes(
+                log_id, log.ego, log.objects, log.gnss, log.camera, options.scene_seconds
+            )
+        except Exception as exc:  # a bug, or values we never imagined: the other files go on
+            reason = (
+                f"unexpected {type(exc).__name__} while building scenes ({exc}); please report it"
+            )
+            return _quarantine(lake, uri, sha, size, reason, started, log_id)
         scenes = add_embedding(scenes, embedder)
         tables = {
             "ego": log.ego,
@@ -190,7 +259,7 @@ def ingest_file(root: str, source: str, options: IngestOptions) -> FileResult:
 
         ingested_at = events.now()
         notes = list(log.warnings)
-        if log.truncated:
+        if not log.complete:
             notes.insert(0, log.truncated)
         events.record(
             lake,
@@ -200,8 +269,8 @@ def ingest_file(root: str, source: str, options: IngestOptions) -> FileResult:
             attrs={"source_uri": uri, "n_scenes": scenes.num_rows},
             name=f"ingested-{log_id}",
         )
-        if log.truncated:
-            _write_quarantine(lake, uri, sha, size, f"truncated: {log.truncated}", log_id)
+        if not log.complete:  # what landed is in the lake; the quarantine row says what did not
+            _write_quarantine(lake, uri, sha, size, log.truncated, log_id)
         else:
             lake.remove("quarantine", log_id)
         lake.write(
@@ -212,9 +281,12 @@ def ingest_file(root: str, source: str, options: IngestOptions) -> FileResult:
             name=log_id,
         )
 
-    result.status = "salvaged" if log.truncated else ("replaced" if replacing else "ingested")
+    result.status = "salvaged" if not log.complete else ("replaced" if replacing else "ingested")
     result.reason = log.truncated
     result.message_count = log.message_count
+    result.expected_messages = log.expected_messages
+    result.complete = log.complete
+    result.tables = dict(log.tables)
     result.n_scenes = scenes.num_rows
     result.notes = notes
     result.seconds = time.perf_counter() - started
@@ -235,17 +307,20 @@ def _logs_row(log_id, sha, uri, size, log, scenes, options, notes, ingested_at, 
             "encoding": t.encoding,
             "count": t.count,
             "kind": t.kind,
+            "table": log.tables.get(t.topic),  # where its rows went (None: nowhere)
         }
         for t in log.topics
     ]
     decoded = [t for t in log.topics if t.kind and t.kind != "ignore"]
-    status = "salvaged" if log.truncated else ("ok" if decoded else "no_recognised_topics")
+    status = "salvaged" if not log.complete else ("ok" if decoded else "no_recognised_topics")
     return pa.table(
         {
             "log_id": [log_id],
             "source_uri": [uri],
             "bytes": pa.array([size], pa.int64()),
             "message_count": pa.array([log.message_count], pa.int64()),
+            "expected_messages": pa.array([log.expected_messages], pa.int64()),
+            "complete": pa.array([log.complete], pa.bool_()),
             "start_ns": pa.array([log.start_ns], pa.int64()),
             "end_ns": pa.array([log.end_ns], pa.int64()),
             "ingested_at": pa.array([ingested_at], pa.timestamp("us", tz="UTC")),
@@ -307,7 +382,7 @@ def ingest(
     target = resolve(lake)
     target.ensure()
     target.clean_temporary()
-    sources = discover(paths)
+    sources, skipped = survey(paths)
     _embedder(embedder)  # fail fast on a bad embedder spec, before any work is sent out
     options = IngestOptions(scene_seconds, force, dict(topic_map) if topic_map else None, embedder)
     # largest first, so one big file does not finish last on an otherwise idle cluster
@@ -320,6 +395,8 @@ def ingest(
         if on_result:
             on_result(result)
 
+    for where, why in skipped:  # never opened: a quarantine line each, and the run goes on
+        done(_quarantine(target, where.as_uri(), None, 0, f"skipped: {why}", time.perf_counter()))
     if scheduler is None and workers <= 1:
         for source in sources:
             done(ingest_file(root, str(source), options))

@@ -151,7 +151,7 @@ SCENES_SCHEMA = pa.schema(
         ("categories", pa.list_(pa.string())),  # sorted distinct categories
         ("tags", pa.list_(pa.string())),  # in TAGS order
         ("start_hour_local", _F),  # solar hour at the window start (UTC when no GNSS)
-        ("is_night", pa.bool_()),
+        ("is_night", pa.bool_()),  # null without any GNSS fix in the log (no place, no night)
         ("lat", _F),  # window mean of valid GNSS fixes; null without
         ("lon", _F),
         ("keyframe_t_ns", _I),  # first camera frame in the window; null without
@@ -181,6 +181,13 @@ def build_scenes(
     """
     if not scene_seconds > 0:
         raise ValueError(f"scene_seconds must be positive, got {scene_seconds!r}")
+    # a damaged log can hold any float (1e300, inf): features become inf/NaN (stored as null),
+    # not warnings
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _build(log_id, ego, objects, gnss, camera, scene_seconds)
+
+
+def _build(log_id, ego, objects, gnss, camera, scene_seconds) -> pa.Table:
     ego_t, ego_cols = _ego_arrays(ego)
     if ego_t.size == 0:
         return SCENES_SCHEMA.empty_table()
@@ -559,8 +566,17 @@ def _place_and_time(gnss: pa.Table | None, starts, ends) -> dict[str, np.ndarray
     # solar time: 15° of longitude per hour; windows without a fix use the log's mean longitude
     offset = np.where(np.isfinite(lon), lon, log_lon) / 15.0
     hour = np.mod(utc_hour + np.nan_to_num(offset, nan=0.0), 24.0)
-    night = (hour < NIGHT_END_HOUR) | (hour >= NIGHT_START_HOUR)
-    return {"start_hour_local": hour, "is_night": night, "lat": lat, "lon": lon}
+    # night needs the place: without any fix, UTC is not the local time (a 1970 clock or a
+    # robot's uptime would all read as night), so is_night is null and there is no tag
+    placed = np.isfinite(offset)
+    night = placed & ((hour < NIGHT_END_HOUR) | (hour >= NIGHT_START_HOUR))
+    return {
+        "start_hour_local": hour,
+        "is_night": pa.array(night, pa.bool_(), mask=~placed),
+        "_night": night,
+        "lat": lat,
+        "lon": lon,
+    }
 
 
 def _keyframes(camera: pa.Table | None, starts, ends) -> pa.Array:
@@ -591,7 +607,7 @@ def _tags(f: dict) -> tuple[np.ndarray, np.ndarray]:
             "stopped": f["max_speed"] < STOPPED_SPEED,
             "high_speed": f["max_speed"] > HIGH_SPEED,
             "sharp_turn": f["max_abs_yaw_rate"] > SHARP_TURN_YAW_RATE,
-            "night": f["is_night"],
+            "night": f["_night"],
         }
     matrix = np.column_stack([np.asarray(columns[tag], bool) for tag in TAGS])
     offsets = np.zeros(matrix.shape[0] + 1, np.int32)

@@ -164,11 +164,13 @@ def test_bad_files_are_quarantined_and_the_rest_ingests(drives_copy, truth, tmp_
     rows = dict(lake.connect().execute("SELECT source_uri, reason FROM quarantine").fetchall())
     names = {uri.rsplit("/", 1)[-1] for uri in rows}
     assert names == {"truncated.mcap", "empty.mcap", "notes.bag", "random.db3"}
-    assert "truncat" in rows[status["truncated.mcap"].source_uri]
-    # the salvaged log is in the lake with what could be read
+    assert "cut short" in rows[status["truncated.mcap"].source_uri]
+    # the salvaged log is in the lake with what could be read, marked incomplete; a cut file
+    # lost its summary, so nothing says how many messages it held
     assert lake.connect().execute(
-        "SELECT status FROM logs WHERE log_id = ?", [status["truncated.mcap"].log_id]
-    ).fetchone() == ("salvaged",)
+        "SELECT status, complete, expected_messages FROM logs WHERE log_id = ?",
+        [status["truncated.mcap"].log_id],
+    ).fetchone() == ("salvaged", False, None)
 
 
 def test_published_tables_match_the_contract_schemas(drives, tmp_path):

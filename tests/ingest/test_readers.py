@@ -350,7 +350,10 @@ def test_ros1_bag_and_its_salvage_when_cut_in_half(tmp_path):
     assert 50 < log.message_count < 400
     assert log.ego.num_rows == log.message_count
     assert log.ego["x"].to_pylist() == pytest.approx([0.1 * i for i in range(log.message_count)])
-    assert "salvaged" in log.truncated and f"{log.message_count:,}" in log.truncated
+    assert not log.complete and log.expected_messages is None  # the index was cut off
+    assert (
+        f"{log.message_count:,} messages landed" in log.truncated and "cut short" in log.truncated
+    )
 
 
 @pytest.mark.parametrize(
@@ -363,24 +366,24 @@ def test_mcap_cut_short_salvages_the_messages_before_the_cut(tmp_path, compressi
     # a quarter of the file ends inside the one chunk; half of it ends in the index after it
     cut.write_bytes(data[: len(data) // 4])
     log = read_log(cut)
-    assert 0 < log.message_count < 600
-    assert "salvaged" in log.truncated and f"{log.message_count:,} complete" in log.truncated
+    assert 0 < log.message_count < 600 and not log.complete
+    assert f"{log.message_count:,} messages landed" in log.truncated
     counts = {t.topic: t.count for t in log.topics}
     assert log.ego.num_rows == counts["/odom"] and log.gnss.num_rows == counts["/gps/fix"]
     assert log.ego["t_ns"].to_pylist() == [T0 + i * 100_000_000 for i in range(counts["/odom"])]
     quarter = log.message_count
     cut.write_bytes(data[: len(data) // 2])
     log = read_log(cut)
-    assert quarter < log.message_count <= 600 and log.truncated
+    assert quarter < log.message_count <= 600 and not log.complete
     if compression != CompressionType.NONE:  # compressed: the whole chunk fits in the first half
-        assert "salvaged 600 complete messages" in log.truncated
+        assert log.message_count == 600 and "600 messages landed" in log.truncated
 
 
 def test_an_mcap_cut_before_any_message_is_an_input_error(tmp_path):
     data = write_ros2_mcap(tmp_path / "drive.mcap", n=5).read_bytes()
     cut = tmp_path / "cut.mcap"
     cut.write_bytes(data[:40])
-    with pytest.raises(InputError, match="no complete message"):
+    with pytest.raises(InputError, match="nothing could be salvaged"):
         read_log(cut)
 
 
@@ -447,13 +450,17 @@ def test_rosbag2_folder_and_its_bare_db3(tmp_path):
         assert log.start_ns == T0 and log.end_ns == T0 + 29 * 10**9
 
 
-def test_a_truncated_db3_is_an_input_error(tmp_path):
+def test_a_truncated_db3_keeps_the_rows_before_the_cut(tmp_path):
     db3 = next(write_rosbag2(tmp_path / "bag", n=3000).glob("*.db3"))
     data = db3.read_bytes()
     cut = tmp_path / "cut.db3"
     cut.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError, match="damaged or incomplete"):
-        read_log(cut)
+    log = read_log(cut)
+    assert 0 < log.message_count < 3000 and not log.complete
+    assert log.gnss["lat"].to_pylist() == pytest.approx(
+        [48.0 + i * 1e-5 for i in range(log.message_count)]
+    )
+    assert "cut short" in log.truncated
 
 
 def test_a_custom_type_without_definition_is_counted_not_decoded(tmp_path):
@@ -552,3 +559,75 @@ def test_real_ros2_db3_radar_with_a_custom_type():
     assert (topic.msgtype, topic.count, topic.kind) == ("nebula_msgs/msg/NebulaPackets", 2, None)
     assert [log.ego, log.gnss, log.imu, log.objects, log.camera] == [None] * 5
     assert log.start_ns == 1709877048960694335 and log.end_ns == 1709877048998351210
+
+
+@pytest.mark.parametrize("storage", ["SQLITE3", "MCAP"])
+@pytest.mark.parametrize("mode", ["NONE", "FILE", "MESSAGE"])
+def test_rosbag2_folders_of_every_storage_and_compression(tmp_path, storage, mode):
+    from rosbags.rosbag2 import Writer
+    from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
+
+    store = get_typestore(Stores.ROS2_HUMBLE)
+    folder = tmp_path / "bag"
+    writer = Writer(folder, version=8, storage_plugin=StoragePlugin[storage])
+    if mode != "NONE":
+        writer.set_compression(CompressionMode[mode], CompressionFormat.ZSTD)
+    with writer:
+        conn = writer.add_connection("/odom", "nav_msgs/msg/Odometry", typestore=store)
+        for i in range(30):
+            t = T0 + i * 10**8
+            msg = store.types["nav_msgs/msg/Odometry"]
+            data = store.serialize_cdr(_odometry_message(store, msg, t, i), "nav_msgs/msg/Odometry")
+            writer.write(conn, t, data)
+    before = sorted(p.name for p in folder.iterdir())
+    log = read_log(folder)
+    assert (log.message_count, log.complete, log.expected_messages) == (30, True, 30)
+    assert log.ego["x"].to_pylist() == pytest.approx([0.1 * i for i in range(30)])
+    assert sorted(p.name for p in folder.iterdir()) == before  # nothing written beside it
+
+
+def _odometry_message(store, cls, t: int, i: int):
+    T = store.types
+    header = T["std_msgs/msg/Header"](
+        stamp=T["builtin_interfaces/msg/Time"](sec=t // 10**9, nanosec=t % 10**9), frame_id="odom"
+    )
+    pose = T["geometry_msgs/msg/Pose"](
+        position=T["geometry_msgs/msg/Point"](x=0.1 * i, y=0.0, z=0.0),
+        orientation=T["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+    )
+    vector = T["geometry_msgs/msg/Vector3"]
+    twist = T["geometry_msgs/msg/Twist"](
+        linear=vector(x=1.0, y=0.0, z=0.0), angular=vector(x=0.0, y=0.0, z=0.0)
+    )
+    return cls(
+        header=header,
+        child_frame_id="base_link",
+        pose=T["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=np.zeros(36)),
+        twist=T["geometry_msgs/msg/TwistWithCovariance"](twist=twist, covariance=np.zeros(36)),
+    )
+
+
+@pytest.mark.parametrize("compression", ["NONE", "BZ2", "LZ4"])
+def test_ros1_bags_of_every_chunk_compression(tmp_path, compression):
+    from rosbags.rosbag1 import Writer
+
+    store = ros1_store()
+    path = tmp_path / "run.bag"
+    writer = Writer(path)
+    if compression != "NONE":
+        writer.set_compression(Writer.CompressionFormat[compression])
+    writer.chunk_threshold = 4096
+    with writer:
+        conn = writer.add_connection("/odom", "nav_msgs/msg/Odometry", typestore=store)
+        for i in range(200):
+            t = T0 + i * 10**8
+            writer.write(
+                conn,
+                t,
+                store.serialize_ros1(
+                    ros1_odometry(store, t, 0.1 * i, 1.0), "nav_msgs/msg/Odometry"
+                ),
+            )
+    log = read_log(path)
+    assert (log.message_count, log.complete, log.expected_messages) == (200, True, 200)
+    assert log.ego["x"].to_pylist() == pytest.approx([0.1 * i for i in range(200)])

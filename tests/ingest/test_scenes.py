@@ -283,7 +283,26 @@ def test_gnss_gives_place_and_local_time_and_camera_the_keyframe():
 
     daytime = rows(build_scenes("log", ego, None))  # no GNSS: UTC noon
     assert daytime[0]["start_hour_local"] == pytest.approx(12.0)
-    assert not daytime[0]["is_night"] and "night" not in daytime[0]["tags"]
+    assert daytime[0]["is_night"] is None and "night" not in daytime[0]["tags"]
+
+
+def test_without_any_fix_no_scene_is_night_whatever_the_clock_says():
+    # a robot clock near 0 (1970-01-01 00:00 UTC): UTC midnight is not a local night
+    t = np.arange(0.0, 30.0, 0.1)
+    ego = pa.table({"t_ns": ns(t), "speed": np.ones_like(t), "accel": np.zeros_like(t)})
+    scenes = rows(build_scenes("log", ego, None))
+    assert scenes and all(s["is_night"] is None and "night" not in s["tags"] for s in scenes)
+    no_fix = pa.table(
+        {
+            "t_ns": ns(t),
+            "lat": np.zeros(t.size),  # (0, 0): what receivers send before their first fix
+            "lon": np.zeros(t.size),
+            "alt": np.zeros(t.size),
+            "status": np.full(t.size, -1),
+        }
+    )
+    scenes = rows(build_scenes("log", ego, None, gnss=no_fix))
+    assert all(s["is_night"] is None and "night" not in s["tags"] for s in scenes)
 
 
 def test_speed_and_turn_tags():
