@@ -1,0 +1,247 @@
+"""Triggers: named conditions over every sample of every log, versioned, run exactly once.
+
+A trigger's definition lives in the `triggers` table, one row per version: changing its
+condition adds version N+1, and the hits of N stay queryable. `run` evaluates each trigger on
+every published log that has no run for its current version yet, and ingest runs it on the
+logs it adds. Each run writes its hits (`trigger_hits`, one file per run) and then one
+`trigger_runs` row per log, which publishes them: the `trigger_hits` view shows only hits
+whose run is recorded, so a crash between the two leaves nothing partial visible, and the
+rerun evaluates those logs again under a new run id.
+
+>>> define(lake, "hard_brake", when="accel < -4", for_s=0.5).version   # doctest: +SKIP
+1
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from flywheel import names, schemas
+from flywheel.errors import InputError
+from flywheel.events import now
+from flywheel.lake import Lake, resolve
+from flywheel.query import check_expression
+from ingest import hits as _hits
+from ingest import signals
+
+LOGS_PER_RUN = 200  # logs evaluated per frame: bounds memory at ~200 logs of samples
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One version of a trigger's definition."""
+
+    name: str
+    version: int
+    when: str
+    for_s: float = 0.0
+    gap_s: float = 0.0
+    then: str | None = None
+    within_s: float | None = None
+
+    @property
+    def spec(self) -> _hits.Spec:
+        return _hits.Spec(self.when, self.for_s, self.gap_s, self.then, self.within_s)
+
+    def digest(self) -> str:
+        body = {k: v for k, v in asdict(self).items() if k not in ("name", "version")}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check(
+    when: str,
+    for_s: float = 0.0,
+    gap_s: float = 0.0,
+    then: str | None = None,
+    within_s: float | None = None,
+    derived: Iterable[str] = (),
+) -> None:
+    """Refuse a condition that is not one read-only expression over the frame's columns."""
+    columns = (*signals.NAMES, *derived)
+    check_expression(when, "frame", columns, what="--when")
+    if then is not None:
+        check_expression(then, "frame", columns, what="--then")
+        if within_s is None:
+            raise InputError("--then needs --within SECONDS: how soon after --when it must hold")
+    elif within_s is not None:
+        raise InputError("--within applies to --then; give --then EXPR too")
+    for flag, value in (("--for", for_s), ("--gap", gap_s), ("--within", within_s or 0.0)):
+        if not (value >= 0 and value < float("inf")):
+            raise InputError(f"{flag} must be a finite number of seconds >= 0, not {value!r}")
+
+
+def define(
+    lake: str | Lake | None,
+    name: str,
+    when: str,
+    for_s: float = 0.0,
+    gap_s: float = 0.0,
+    then: str | None = None,
+    within_s: float | None = None,
+    derived: Iterable[str] = (),
+) -> Trigger:
+    """Add a trigger, or a new version of it when its definition changed (same: no-op)."""
+    lake = resolve(lake)
+    names.check_name(name, "trigger")
+    check(when, for_s, gap_s, then, within_s, derived)
+    with lake.lock(f"trigger-{name}"):
+        current = definitions(lake).get(name)
+        candidate = Trigger(name, 1, when.strip(), for_s, gap_s, then and then.strip(), within_s)
+        if current is not None and current.digest() == candidate.digest():
+            return current
+        version = 1 if current is None else current.version + 1
+        made = Trigger(**{**asdict(candidate), "version": version})
+        row = {**asdict(made), "digest": made.digest(), "added_at": now()}
+        lake.write(
+            "triggers",
+            pa.Table.from_pylist([row], schemas.SCHEMAS["triggers"]),
+            name=f"{name}-v{version}",
+        )
+        return made
+
+
+def definitions(lake: str | Lake | None = None) -> dict[str, Trigger]:
+    """The current (latest) version of every trigger, by name."""
+    rows = (
+        resolve(lake)
+        .connect()
+        .execute(
+            'SELECT name, version, "when", for_s, gap_s, "then", within_s FROM triggers '
+            "QUALIFY row_number() OVER (PARTITION BY name ORDER BY version DESC) = 1 ORDER BY name"
+        )
+        .fetchall()
+    )
+    return {r[0]: Trigger(*r) for r in rows}
+
+
+def run(
+    lake: str | Lake | None = None,
+    names_: Sequence[str] | None = None,
+    log_ids: Sequence[str] | None = None,
+    derived: Mapping[str, str] | None = None,
+) -> dict[str, int]:
+    """Evaluate triggers (all, or `names_`) on every log not yet evaluated for their current
+    version (or only `log_ids`); hits found per trigger. Reruns find nothing to do."""
+    lake = resolve(lake)
+    known = definitions(lake)
+    wanted = list(known) if names_ is None else list(names_)
+    missing = [n for n in wanted if n not in known]
+    if missing:
+        raise InputError(
+            f"no trigger named {', '.join(missing)}; known: {', '.join(known) or 'none'} "
+            "(add one with `flywheel trigger add NAME --when EXPR`)"
+        )
+    found: dict[str, int] = {}
+    for name in wanted:
+        trigger = known[name]
+        with lake.lock(f"trigger-{name}"):
+            todo = _pending(lake, trigger, log_ids)
+            found[name] = 0
+            for start in range(0, len(todo), LOGS_PER_RUN):
+                found[name] += _run_logs(lake, trigger, todo[start : start + LOGS_PER_RUN], derived)
+    return found
+
+
+def _pending(lake: Lake, trigger: Trigger, log_ids: Sequence[str] | None) -> list[str]:
+    con = lake.connect()
+    query = (
+        "SELECT log_id FROM logs WHERE log_id NOT IN (SELECT log_id FROM trigger_runs "
+        'WHERE "trigger" = ? AND version = ?) ORDER BY log_id'
+    )
+    pending = [r[0] for r in con.execute(query, [trigger.name, trigger.version]).fetchall()]
+    if log_ids is not None:
+        wanted = set(log_ids)
+        pending = [p for p in pending if p in wanted]
+    return pending
+
+
+def _run_logs(lake: Lake, trigger: Trigger, log_ids: list[str], derived) -> int:
+    con = lake.connect()
+    found = evaluate_on(con, trigger.spec, log_ids, derived)
+    run_id = uuid.uuid4().hex[:16]
+    at = now()
+    n = found.num_rows
+    hits = pa.table(
+        {
+            "trigger": [trigger.name] * n,
+            "version": pa.array([trigger.version] * n, pa.int64()),
+            "run_id": [run_id] * n,
+            **{c: found[c] for c in found.column_names},
+        }
+    )
+    if n:  # the hits first; the run rows below publish them
+        lake.write("trigger_hits", schemas.conform("trigger_hits", hits), name=run_id)
+    counts = pd.Series(found["log_id"].to_pylist(), dtype=object).value_counts()
+    runs = pa.table(
+        {
+            "run_id": [run_id] * len(log_ids),
+            "trigger": [trigger.name] * len(log_ids),
+            "version": pa.array([trigger.version] * len(log_ids), pa.int64()),
+            "log_id": log_ids,
+            "hits": pa.array([int(counts.get(i, 0)) for i in log_ids], pa.int64()),
+            "at": pa.array([at] * len(log_ids), schemas.UTC_TS),
+        }
+    )
+    lake.write("trigger_runs", runs, name=run_id)
+    return n
+
+
+def evaluate_on(
+    con: duckdb.DuckDBPyConnection,
+    spec: _hits.Spec,
+    log_ids: Sequence[str] | None = None,
+    derived: Mapping[str, str] | None = None,
+) -> pa.Table:
+    """Hits of `spec` on a lake connection (its views), for `log_ids` or every log."""
+    only = _build_frame(con, log_ids, derived)
+    return _hits.find(con, spec, "frame", f"(SELECT * FROM scenes{only})")
+
+
+def _build_frame(con, log_ids, derived) -> str:
+    """Materialise the frame table; the WHERE clause that limits the lake's views to it."""
+    if log_ids is not None:
+        con.register("_trigger_logs", pa.table({"log_id": pa.array(list(log_ids), pa.string())}))
+        only = " WHERE log_id IN (SELECT log_id FROM _trigger_logs)"
+    else:
+        only = ""
+    has_objects = con.execute(f"SELECT count(*) > 0 FROM (SELECT 1 FROM objects{only} LIMIT 1)")
+    objects = f"(SELECT * FROM objects{only})" if has_objects.fetchone()[0] else None
+    signals.build(con, f"(SELECT * FROM ego{only})", objects, derived)
+    return only
+
+
+def hits(lake: str | Lake | None, name: str, version: int | None = None) -> pd.DataFrame:
+    """The hits of trigger `name` (its current version unless `version`), in time order."""
+    lake = resolve(lake)
+    known = definitions(lake)
+    if name not in known:
+        raise InputError(f"no trigger named {name!r}; known: {', '.join(known) or 'none'}")
+    version = version or known[name].version
+    return (
+        lake.connect()
+        .execute(
+            # a run's hits are published by its run rows: hits of a run that died before are not
+            'SELECT * FROM trigger_hits WHERE "trigger" = ? AND version = ? '
+            "AND run_id IN (SELECT run_id FROM trigger_runs) ORDER BY log_id, start_ns",
+            [name, version],
+        )
+        .df()
+    )
+
+
+def frame(
+    con: duckdb.DuckDBPyConnection,
+    log_ids: Sequence[str] | None = None,
+    derived: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """The signal frame of `log_ids` (or every log) on a lake connection, as a DataFrame."""
+    _build_frame(con, log_ids, derived)
+    return con.sql("SELECT * FROM frame ORDER BY log_id, t_ns").df()
