@@ -12,6 +12,7 @@ from flywheel.errors import (
     LakeError,
     QueryError,
     TransientError,
+    UsageError,
     VendorError,
 )
 from flywheel.lake import Lake, resolve
@@ -27,6 +28,7 @@ __all__ = [
     "LakeError",
     "QueryError",
     "TransientError",
+    "UsageError",
     "VendorError",
     "__version__",
     "load_config",

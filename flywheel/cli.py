@@ -16,8 +16,8 @@ from typing import Any
 import click
 
 from flywheel import console
-from flywheel.config import load_config
-from flywheel.errors import ConfigError, FlywheelError
+from flywheel.config import SECTIONS, load_config
+from flywheel.errors import FlywheelError, UsageError
 
 FORMATS = ("table", "json")
 
@@ -49,18 +49,37 @@ def expected_errors(command: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
-        except ConfigError as exc:
-            console.warn(f"[red]error:[/red] {exc}")
-            sys.exit(2)
-        except FlywheelError as exc:
-            console.warn(f"[red]error:[/red] {exc}")
-            sys.exit(1)
+        except FlywheelError as exc:  # ConfigError and UsageError exit 2, the rest 1
+            console.error(exc)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            interrupted()
+        except RuntimeError as exc:  # DuckDB reports a Ctrl-C it caught mid-query this way
+            if not _is_interrupt(exc):
+                raise
+            interrupted()
 
     return wrapper
 
 
+INTERRUPTED = 130  # 128 + SIGINT, what shells report for a Ctrl-C
+
+
+def interrupted() -> None:
+    """Ctrl-C: one line on stderr, exit 130. Writes are atomic, so the lake is as it was
+    before the step that was cut short."""
+    console.warn("interrupted")
+    sys.exit(INTERRUPTED)
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    from flywheel.query import is_interrupt
+
+    return is_interrupt(exc)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="flywheel")
+@click.version_option(package_name="flywheel-av")
 def cli() -> None:
     """Flywheel: drive logs in, scenes mined, labeled, and the loop measured."""
 
@@ -110,13 +129,13 @@ def _parse_topic_map(pairs: tuple[str, ...]) -> dict[str, str] | None:
 @lake_option
 @click.option(
     "--scene-seconds",
-    type=click.FloatRange(0.5),
+    type=float,  # the range is the setting's (flywheel.config), checked by load_config
     default=None,
-    help="Scene length in seconds [default: 10].",
+    help="Scene length in seconds, 1 to 3600 [default: 10].",
 )
 @click.option(
     "--workers",
-    type=click.IntRange(1),
+    type=int,
     default=None,
     help="Local Dask worker processes [default: 1, no cluster].",
 )
@@ -158,7 +177,7 @@ def ingest_command(
     try:
         total = len(discover(paths))
     except FlywheelError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     with console.progress(total, "ingest") as advance:
         summary = ingest(
             paths,
@@ -169,7 +188,9 @@ def ingest_command(
             force=force,
             topic_map=mapping,
             embedder=config.ingest.embedder,
-            on_result=lambda r: advance(1, f"{r.status} {Path(r.source_uri).name}"),
+            on_result=lambda r: advance(
+                1, f"{r.status} {_short_names([r.source_uri])[r.source_uri]}"
+            ),
         )
     if fmt == "json":
         console.print_json(summary.as_dict())
@@ -185,7 +206,9 @@ def print_ingest_summary(summary) -> None:
             names[r.source_uri],
             r.status,
             r.log_id,
-            r.message_count,
+            r.message_count
+            if r.complete or r.expected_messages is None
+            else f"{r.message_count:,} of {r.expected_messages:,}",
             r.n_scenes,
             r.reason or "; ".join(r.notes[:1]) or "",
         )
@@ -200,9 +223,25 @@ def print_ingest_summary(summary) -> None:
         f"{totals['messages']:,} messages, {totals['scenes']:,} scenes, {mb:.1f} MB "
         f"in {totals['seconds']:.1f} s"
     )
+    # which topic went into which table, once per distinct mapping (a fleet shares one)
+    mappings: dict[str, int] = {}
+    for r in summary.results:
+        if r.tables:
+            pairs = sorted(r.tables.items(), key=lambda item: (item[1], item[0]))
+            key = ", ".join(f"{topic} -> {table}" for topic, table in pairs)
+            mappings[key] = mappings.get(key, 0) + 1
+    for key, n in mappings.items():
+        console.line(f"topics into tables: {key}" + (f" ({n} files)" if n > 1 else ""))
+    refused: dict[str, int] = {}  # --topic-map entries refused, unmatched or unusable
+    for r in summary.results:
+        for note in r.notes:
+            if "--topic-map" in note:
+                refused[note] = refused.get(note, 0) + 1
+    for note, n in refused.items():
+        console.warn(("topic map:", "yellow"), f" {note}" + (f" ({n} files)" if n > 1 else ""))
     rejected = [r for r in summary.results if r.rejected]
     for r in rejected:
-        console.warn(f"[yellow]{r.status}:[/yellow] {r.source_uri}: {r.reason}")
+        console.warn((f"{r.status}:", "yellow"), f" {r.source_uri}: {r.reason}")
 
 
 def _short_names(uris: list[str]) -> dict[str, str]:
@@ -269,7 +308,7 @@ def show_config(fmt) -> None:
         return
     sources = data.pop("sources")
     rows = [("lake", data["lake"], sources.get("lake", "default"))]
-    for section in ("ingest", "labeling"):
+    for section in SECTIONS:
         for key, value in data[section].items():
             name = f"{section}.{key}"
             rows.append((name, value, sources.get(name, "default")))
@@ -484,7 +523,7 @@ def label() -> None:
 @label.command("submit")
 @click.option("--selection", required=True, help="A saved selection (flywheel mine … --save).")
 @click.option("--vendor", type=click.Choice(VENDORS), required=True)
-@click.option("--batch-size", type=click.IntRange(1), default=None, help="[default: 100]")
+@click.option("--batch-size", type=int, default=None, help="[default: 100]")
 @click.option(
     "--priority",
     type=int,
@@ -494,14 +533,14 @@ def label() -> None:
 )
 @click.option(
     "--max-cost",
-    type=click.FloatRange(0),
+    type=float,
     default=None,
     metavar="USD",
     help="Refuse (submit nothing) if the batches would cost more.",
 )
 @click.option(
     "--approval-threshold",
-    type=click.FloatRange(0),
+    type=float,
     default=None,
     metavar="USD",
     help="Batches costing more wait for `flywheel label approve`.",
@@ -663,8 +702,8 @@ def label_webhook(host, port, register, public_url, lake) -> None:
     secret = webhook.secret_from_env()
     vendor = open_vendor("label-studio", config.lake, config.labeling)
     logger = logging.getLogger(webhook.log.name)
-    if not logger.handlers:  # request lines and sync outcomes on stderr
-        handler = logging.StreamHandler(sys.stderr)
+    if not logger.handlers:  # request lines and sync outcomes on stderr, through the printer
+        handler = console.LogHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
@@ -729,8 +768,9 @@ def track_command(stage, model, batches, at, attrs, lake, fmt) -> None:
 @click.option(
     "--out",
     default=None,
-    type=click.Path(dir_okay=False),
-    help="HTML file to write. Default: <lake>/_reports/report.html.",
+    type=click.Path(),  # checked by flywheel.output: a regular file, in a folder that exists
+    help="HTML file to write (replaced atomically; its folder must exist). "
+    "Default: <lake>/_reports/report.html.",
 )
 @click.option(
     "--since",
@@ -755,6 +795,7 @@ def report_command(out, since, alert_id, lake, fmt) -> None:
     """
     import metrics
     from flywheel.lake import Lake
+    from flywheel.output import check_output
     from metrics.track import parse_time
 
     config = load_config({"lake": lake})
@@ -762,6 +803,8 @@ def report_command(out, since, alert_id, lake, fmt) -> None:
         frame = metrics.alert_entities(config.lake, alert_id, config=config.metrics)
         console.frame(frame, fmt, title=f"alert {alert_id}: {len(frame)} entities")
         return
+    if out:
+        check_output(out)  # a bad --out fails before the report is built
     report = metrics.build(
         config.lake, since=parse_time(since) if since else None, config=config.metrics
     )
@@ -778,7 +821,25 @@ def report_command(out, since, alert_id, lake, fmt) -> None:
 
 
 def main() -> None:
-    cli(prog_name="flywheel")
+    """The `flywheel` entry point: click's own handling, except that Ctrl-C anywhere (parsing
+    arguments, importing a stage, inside a command) exits 130 with one line, no traceback."""
+    try:
+        code = cli.main(prog_name="flywheel", standalone_mode=False)
+    except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt and EOF into Abort
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            interrupted()
+        console.warn("aborted")
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        interrupted()
+    except RuntimeError as exc:
+        if not _is_interrupt(exc):
+            raise
+        interrupted()
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,31 @@
-"""Output for people and for pipes: rich on a terminal, plain lines otherwise.
+"""The one printer: rich on a terminal, plain lines otherwise; every value escaped and redacted.
 
 Results go to stdout and progress to stderr, so `flywheel … --format json | jq` works.
+
+Everything printed is data, never markup: a file name holding ``[bold]`` prints as typed, a
+value holding ``[/]`` cannot crash the printer, and a newline, escape sequence or other
+control character in a name prints as ``\\n``, ``\\x1b`` (it cannot forge a line or recolour
+the terminal). Credentials are masked (`flywheel.redact.redact`). Style is asked for apart
+from the text, never written into it:
+
+>>> line("saved ", ("[bold]x[/]\\nok", "bold"), " as a selection")
+saved [bold]x[/]\\nok as a selection
+>>> error("GET https://ann:hunter2@ls.example/api answered 500")  # doctest: +SKIP
+error: GET https://***@ls.example/api answered 500
+
+Code that prints goes through `line`, `warn`, `error`, `table`, `frame`, `print_json` or
+`progress`; a ``print``, ``click.echo`` or ``rich`` call elsewhere is the bug.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -21,21 +37,104 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
+
+from flywheel.redact import redact, redact_data
+
+# A piece of a line: plain text, or (text, rich style) to style it. Text is never markup.
+Part = str | tuple[str, str]
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def clean(value: object) -> str:
+    """`value` as one safe line: secrets masked, control characters escaped.
+
+    >>> clean("a\\nb\\x1b[2J\\u202ec")
+    'a\\\\nb\\\\x1b[2J\\\\u202ec'
+    """
+    text = redact(value if isinstance(value, str) else str(value))
+    if text.isprintable():  # the common case: nothing to escape
+        return text
+    return "".join(_escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    # not printable: controls (C0, C1, escape), line and paragraph separators, format
+    # characters (bidi overrides that reorder what a name shows), unassigned code points
+    if ch in _NAMED:
+        return _NAMED[ch]
+    if ch.isprintable() or unicodedata.category(ch) == "Zs":  # spaces (no-break, thin) are fine
+        return ch
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def text(*parts: Part, style: str | None = None) -> Text:
+    """The parts as one rich Text: each cleaned, tuples styled; nothing is read as markup.
+
+    >>> text("a ", ("[b]", "bold")).plain
+    'a [b]'
+    """
+    out = Text(style=style or "")
+    for part in parts:
+        if isinstance(part, tuple):
+            out.append(clean(part[0]), style=part[1])
+        else:
+            out.append(clean(part))
+    return out
+
+
+def _console(file: TextIO, **options: Any) -> Console:
+    # a new Console per call follows sys.stdout/sys.stderr as redirected (tests, pipes)
+    return Console(file=file, markup=False, emoji=False, highlight=False, **options)
+
+
+def line(*parts: Part, style: str | None = None) -> None:
+    """Print one line of results on stdout (see `text` for the parts)."""
+    _console(sys.stdout, soft_wrap=True).print(text(*parts, style=style))
+
+
+def warn(*parts: Part, style: str | None = None) -> None:
+    """Print one line of progress, warning or log on stderr (see `text` for the parts)."""
+    _console(sys.stderr, soft_wrap=True).print(text(*parts, style=style))
+
+
+def error(message: object) -> None:
+    """``error: <message>`` on stderr, the way every command reports an expected failure."""
+    warn(("error:", "red"), " ", str(message))
+
+
+class LogHandler(logging.Handler):
+    """A logging handler that prints each record through `warn`: log lines are escaped and
+    redacted like everything else (a request path or a vendor's error text is data too).
+
+    >>> logging.getLogger("flywheel.example").addHandler(LogHandler())  # doctest: +SKIP
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            warn(self.format(record))
+        except Exception:  # a log line must never take the program down
+            self.handleError(record)
 
 
 def table(rows: Iterable[Sequence[Any]], columns: Sequence[str], title: str | None = None) -> None:
     """Print rows as a table: boxed on a terminal, space-aligned plain text otherwise."""
-    console = Console(file=sys.stdout, highlight=False)  # follows redirection in tests
+    console = _console(sys.stdout)
     styled = console.is_terminal
     if not styled:  # plain lines for pipes and logs: never wrap a row
-        console = Console(file=sys.stdout, highlight=False, width=100_000)
-    view = Table(title=title if styled else None, box=None if not styled else Table().box)
+        console = _console(sys.stdout, width=100_000)
+    view = Table(
+        title=text(title) if styled and title else None,
+        box=None if not styled else Table().box,
+    )
     for column in columns:
-        view.add_column(column, overflow="fold")
+        view.add_column(text(column), overflow="fold")
     for row in rows:
-        view.add_row(*(_cell(v) for v in row))
+        view.add_row(*(text(_cell(v)) for v in row))
     if title and not styled:
-        console.print(title)
+        console.print(text(title))
     console.print(view)
 
 
@@ -56,32 +155,26 @@ def _cell(value: Any) -> str:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """Print `data` as JSON on stdout; every string in it redacted (JSON escapes the rest)."""
+    data = redact_data(json.loads(json.dumps(data, default=str)))
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
     sys.stdout.flush()
-
-
-def line(text: str) -> None:
-    Console(file=sys.stdout, highlight=False, soft_wrap=True).print(text)
-
-
-def warn(text: str) -> None:
-    Console(file=sys.stderr, highlight=False, soft_wrap=True).print(text)
 
 
 @contextmanager
 def progress(total: int, description: str) -> Iterator[Any]:
     """A progress bar on stderr when it is a terminal; else a plain line per advance."""
-    console = Console(file=sys.stderr)
+    console = _console(sys.stderr)
     if console.is_terminal:
         columns = [
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         ]
         with Progress(*columns, console=console, transient=False) as bar:
-            task = bar.add_task(description, total=total)
+            task = bar.add_task(clean(description), total=total)
             yield lambda advance=1, note=None: bar.update(task, advance=advance)
     else:
         done = 0
@@ -90,7 +183,7 @@ def progress(total: int, description: str) -> Iterator[Any]:
             nonlocal done
             done += amount
             if note:
-                print(f"{description}: {note}", file=sys.stderr, flush=True)
+                warn(f"{description}: {note}")
 
         yield advance
 
@@ -103,14 +196,34 @@ def frame(
         print_json(json.loads(data.to_json(orient="records", date_format="iso")))
         return
     if fmt == "csv":
-        flat = data.apply(
-            lambda col: col.map(lambda v: ";".join(map(str, v)) if _is_list(v) else v)
-        )
+        # for programs: CSV quoting keeps newlines inside a field; secrets are still masked
+        flat = data.apply(lambda col: col.map(_csv_value))
         flat.to_csv(sys.stdout, index=False)
         return
     shown = [c for c in (columns or data.columns) if c in data.columns]
     table(data[shown].itertuples(index=False, name=None), shown, title=title)
 
 
+def _csv_value(value: Any) -> Any:
+    if _is_list(value):
+        return redact(";".join(map(str, value)))
+    return redact(value) if isinstance(value, str) else value
+
+
 def _is_list(value: Any) -> bool:
     return isinstance(value, list | tuple) or type(value).__name__ == "ndarray"
+
+
+__all__ = [
+    "LogHandler",
+    "Part",
+    "clean",
+    "error",
+    "frame",
+    "line",
+    "print_json",
+    "progress",
+    "table",
+    "text",
+    "warn",
+]

@@ -31,14 +31,14 @@ def run_demo(
     source = (target.root if target.local else Path(tempfile.mkdtemp(prefix="flywheel-"))) / (
         "_demo/logs"
     )
-    console.line(f"[bold]1. generate[/bold] {logs} drive logs of {seconds:.0f} s (seed {seed})")
+    console.line(("1. generate", "bold"), f" {logs} drive logs of {seconds:.0f} s (seed {seed})")
     # drives of the day before yesterday (UTC): collected -> ingested is then a realistic
     # upload delay in the report, and a rerun on the same day regenerates the same files
     day = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).date()
     generate(source, logs=logs, seconds=seconds, seed=seed, camera=True, day=day)
     truth = json.loads((source / "truth.json").read_text())
 
-    console.line(f"[bold]2. ingest[/bold] into {target.uri} on {workers} Dask workers")
+    console.line(("2. ingest", "bold"), f" into {target.uri} on {workers} Dask workers")
     with console.progress(logs, "ingest") as advance:
         summary = ingest(
             [source],
@@ -48,7 +48,7 @@ def run_demo(
         )
     print_ingest_summary(summary)
 
-    console.line("[bold]3. the lake[/bold]")
+    console.line(("3. the lake", "bold"))
     state = lake_summary(target)
     print_lake_summary(state)
     found = planted_events_found(target, truth)
@@ -80,7 +80,7 @@ def label_demo(lake: Lake, wait_s: float = 3.0) -> dict:
 
     import labeling
 
-    console.line("[bold]5. label[/bold] with the built-in simulated vendor")
+    console.line(("5. label", "bold"), " with the built-in simulated vendor")
     vendor = labeling.SimulatedVendor.for_lake(
         lake.root,
         turnaround_median=dt.timedelta(seconds=1),
@@ -130,7 +130,7 @@ def report_demo(lake: Lake, batches: list[str], seed: int = 0, weeks: int = 8) -
 
     import metrics
 
-    console.line("[bold]6. track and report[/bold]")
+    console.line(("6. track and report", "bold"))
     history = metrics.simulate_history(
         lake, weeks=weeks, scenes_per_week=60, seed=seed, slowdown=3.0
     )
@@ -152,7 +152,7 @@ def report_demo(lake: Lake, batches: list[str], seed: int = 0, weeks: int = 8) -
     report = metrics.build(lake)
     path = lake.put("_reports/report.html", lambda p: metrics.write_html(report, p))
     metrics.print_summary(report)
-    console.line(f"[bold]report:[/bold] {path}")
+    console.line(("report:", "bold"), f" {path}")
     return {"path": str(path), "alerts": len(report.alerts), "bottleneck": report.bottleneck}
 
 
@@ -160,7 +160,7 @@ def mine_demo(lake: Lake, truth: dict) -> dict[str, float]:
     """Index, run a few mining queries, save a selection; precision of each against the truth."""
     import mining
 
-    console.line("[bold]4. mine[/bold]")
+    console.line(("4. mine", "bold"))
     miner = mining.open(lake)
     index = miner.build_index()
     console.line(f"indexed {index.count} scenes ({index.kind})")

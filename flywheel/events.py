@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from flywheel import schemas
 from flywheel.lake import Lake
+from flywheel.redact import redactor
 
 STAGES = (
     "collected",
@@ -52,10 +53,11 @@ def record(
     """Append one event per entity: `stage` reached at `at` (one time for all, or one each)."""
     n = len(entity_ids)
     times = [at or now()] * n if at is None or isinstance(at, dt.datetime) else list(at)
+    scrub = redactor()  # attrs may carry a vendor's text: never a credential in the lake
     if attrs is None or isinstance(attrs, Mapping):
-        encoded = [json.dumps(dict(attrs or {}), sort_keys=True)] * n
+        encoded = [json.dumps(scrub(dict(attrs or {})), sort_keys=True)] * n
     else:
-        encoded = [json.dumps(dict(a), sort_keys=True) for a in attrs]
+        encoded = [json.dumps(scrub(dict(a)), sort_keys=True) for a in attrs]
     table = pa.table(
         {
             "entity_id": pa.array(list(entity_ids), pa.string()),

@@ -2,12 +2,25 @@
 
 Each table is a folder of Parquet files. A file appears under its final name only when it is
 complete: it is written to a hidden temporary name, flushed to disk, then renamed, so a crash
-never leaves a half-written file where readers look (readers glob ``*.parquet`` only).
+never leaves a half-written file where readers look (readers list ``*.parquet`` only).
 
 Rows of one log (`ego`, `gnss`, `imu`, `objects`, `scenes`) are written first and the log's row
 in `logs` last: that row publishes them. The DuckDB views hide per-log rows whose log is not
 published, so a crash between the two leaves the lake consistent and a rerun (which rewrites
 the same file names) completes the work exactly once.
+
+Replacing a published log (``ingest --force``) never rewrites a file that its published row
+still needs: while `logs/<name>.parquet` is published, the per-log files the same `Lake` writes
+(or removes) for `<name>` form a new generation, `<table>/<name>@<generation>.parquet`, that no
+reader sees; the next write of `logs/<name>` publishes that generation in one step (its file is
+`logs/<name>@<generation>.parquet`) and then deletes the files of the one before. A reader lists
+the files once per connection (a `Snapshot`: per name, only the published generation), so it
+sees the old version of a log or the new one, never a mix; a query that finds a listed file
+deleted under it runs again on the files published now (`LakeConnection`), never an error.
+
+Only the tables the core declares (`flywheel.schemas.KNOWN_TABLES`) are tables: a folder of any
+other name is ignored (`unknown_folders` lists them), and no folder or file name ever becomes
+SQL or a glob unquoted (`flywheel.sql`).
 
 >>> lake = Lake("/tmp/flywheel-doctest-lake")
 >>> con = lake.connect()
@@ -24,9 +37,10 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -36,9 +50,56 @@ from flywheel import schemas
 from flywheel.config import load_config
 from flywheel.errors import LakeError
 from flywheel.lease import Lease, alive
+from flywheel.sql import glob_escape, identifier
+from flywheel.sql import path as sql_path
 
 TEMP_SUFFIX = ".tmp"
+SUFFIX = ".parquet"
 OBJECT_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "memory")
+# <name>@<generation>.parquet: a generation of a replaced log (see the module docstring)
+GENERATION = "@"
+GENERATIONAL = ("logs", *schemas.PER_LOG_TABLES)
+ORPHAN_AGE_NS = 3600 * 10**9  # an unpublished generation this old has no writer left
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LakeFile:
+    """One published file: its path inside the lake, and what changes when it is rewritten."""
+
+    rel: str  # "scenes/ab12.parquet"
+    stamp: object  # mtime in ns (local) or ETag (object store)
+    size: int
+
+    @property
+    def unit(self) -> tuple[str, str]:
+        """(name, generation) of the file: ``scenes/ab12@7.parquet`` -> ("ab12", "7")."""
+        name = self.rel.split("/", 1)[1][: -len(SUFFIX)]
+        base, _, generation = name.partition(GENERATION)
+        return base, generation
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The published files of some tables, listed once: what one connection reads.
+
+    Two snapshots are equal when the same files, unchanged, are published.
+    """
+
+    files: Mapping[str, tuple[LakeFile, ...]] = field(default_factory=dict)
+
+    @property
+    def tables(self) -> list[str]:
+        """The tables the snapshot covers (listed, with or without files)."""
+        return list(self.files)
+
+
+@dataclass
+class _Replacement:
+    """A published log being replaced by this `Lake`: the generation its files go to."""
+
+    generation: str
+    previous: str  # the published generation, whose files go once the new one is published
 
 
 class Lake:
@@ -67,7 +128,9 @@ class Lake:
             self.uri = text.rstrip("/")
             self.root = self.uri  # for messages; object lakes have no local path
             self.fs = _object_fs(scheme)
+            self._scheme = scheme
             self._key = self.uri.split("://", 1)[1]
+        self._replacing: dict[str, _Replacement] = {}
 
     def __repr__(self) -> str:
         return f"Lake({self.uri!r})"
@@ -109,34 +172,83 @@ class Lake:
         return f"{self.uri}/{rel}" if rel else self.uri
 
     def files(self, table: str) -> list[Path]:
-        """Published Parquet files of a table (temporary files are never listed).
+        """Published Parquet files of a table (temporary files and unpublished generations of
+        a replaced log are never listed).
 
         On an object store these are `PurePosixPath` keys (name and stem work).
         """
-        if self.local:
-            folder = self.table_dir(table)
-            if not folder.is_dir():
-                return []
-            return sorted(folder.rglob("*.parquet"))
-        return [PurePosixPath(k) for k, _ in self._object_files(f"{table}/")]
+        return [self._file_path(f) for f in self.snapshot([table]).files[table]]
 
     def file_stats(self, table: str) -> list[tuple[str, object, int]]:
         """(file, modification stamp, size) of each published file: what changes on a write."""
-        out = []
-        if self.local:
-            for path in self.files(table):
-                try:
-                    stat = path.stat()
-                except FileNotFoundError:  # replaced or removed meanwhile
-                    continue
-                out.append((str(path), stat.st_mtime_ns, stat.st_size))
-            return out
         return [
-            (k, info.get("ETag") or info.get("LastModified"), int(info.get("size", 0)))
-            for k, info in self._object_files(f"{table}/")
+            (str(self._file_path(f)), f.stamp, f.size) for f in self.snapshot([table]).files[table]
         ]
 
-    def _object_files(self, prefix: str, suffix: str = ".parquet") -> list[tuple[str, dict]]:
+    def _file_path(self, file: LakeFile) -> Path | PurePosixPath:
+        return self.root / file.rel if self.local else PurePosixPath(self._rel(file.rel))
+
+    def source(self, file: LakeFile) -> str:
+        """Where DuckDB opens `file`: a local path or an object-store URL (not yet quoted)."""
+        return (
+            str(self.root / file.rel) if self.local else f"{self._scheme}://{self._rel(file.rel)}"
+        )
+
+    def snapshot(self, tables: Iterable[str] | None = None) -> Snapshot:
+        """The published files of `tables` (default: every known table), listed once.
+
+        A per-log table's files are those of the generation its log's row was published with
+        (the only one, unless the log was replaced), so `logs` is listed with any of them.
+        """
+        wanted = list(schemas.KNOWN_TABLES if tables is None else dict.fromkeys(tables))
+        unknown = [t for t in wanted if t not in schemas.KNOWN_TABLES]
+        if unknown:
+            raise LakeError(
+                f"{', '.join(map(repr, unknown))} is not a table of the lake; tables: "
+                + ", ".join(schemas.KNOWN_TABLES)
+            )
+        if "logs" not in wanted and set(wanted) & set(schemas.PER_LOG_TABLES):
+            wanted.append("logs")  # it decides which of their files are published
+        listed = self._list(wanted)
+        logs = _newest_generations(listed.get("logs", []))
+        published = {f.unit[0]: f.unit[1] for f in logs}
+        files = {}
+        for table in wanted:
+            found = listed.get(table, [])
+            if table == "logs":
+                found = logs
+            elif table in schemas.PER_LOG_TABLES:
+                found = [f for f in found if published.get(f.unit[0], "") == f.unit[1]]
+            files[table] = tuple(found)
+        return Snapshot(files)
+
+    def _list(self, tables: list[str]) -> dict[str, list[LakeFile]]:
+        """Every Parquet file of each table, all generations, sorted (hidden files excluded)."""
+        out: dict[str, list[LakeFile]] = {t: [] for t in tables}
+        if not self.local:
+            # one listing of the whole lake: a request per table would cost more
+            for key, info in self._object_files(""):
+                rel = self.relative(key)
+                if rel.split("/", 1)[0] in out:
+                    stamp = info.get("ETag") or info.get("LastModified")
+                    out[rel.split("/", 1)[0]].append(LakeFile(rel, stamp, int(info.get("size", 0))))
+            return out
+        for table in tables:
+            for folder, subfolders, names in os.walk(self.table_dir(table)):
+                subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+                for name in names:
+                    if name.endswith(SUFFIX) and not name.startswith("."):
+                        path = Path(folder) / name
+                        try:
+                            stat = path.stat()
+                        except FileNotFoundError:  # replaced or removed meanwhile
+                            continue
+                        rel = path.relative_to(self.root).as_posix()
+                        out[table].append(LakeFile(rel, stat.st_mtime_ns, stat.st_size))
+            out[table].sort(key=lambda f: f.rel)
+        return out
+
+    def _object_files(self, prefix: str, suffix: str = SUFFIX) -> list[tuple[str, dict]]:
         base = f"{self._key}/{prefix}"
         try:
             found = self.fs.find(base, detail=True)
@@ -149,26 +261,55 @@ class Lake:
         )
 
     def tables(self) -> list[str]:
-        """Tables that hold at least one published file."""
+        """Known tables (`flywheel.schemas.KNOWN_TABLES`) that hold at least one published file."""
+        return sorted(t for t, found in self.snapshot().files.items() if found)
+
+    def unknown_folders(self) -> list[str]:
+        """Folders at the lake's top that are not tables (nor `_`/`.` private ones): they are
+        never read; `flywheel status` lists them."""
         if self.local:
             if not self.root.is_dir():
                 return []
-            found = []
-            for child in sorted(self.root.iterdir()):
-                if (
-                    child.is_dir()
-                    and not child.name.startswith(("_", "."))
-                    and self.files(child.name)
-                ):
-                    found.append(child.name)
-            return found
-        tables = {self.relative(k).split("/", 1)[0] for k, _ in self._object_files("")}
-        return sorted(t for t in tables if not t.startswith(("_", ".")))
+            names = [c.name for c in self.root.iterdir() if c.is_dir()]
+        else:
+            rels = (self.relative(k) for k, _ in self._object_files("", ""))
+            names = [r.split("/", 1)[0] for r in rels if "/" in r]
+        return sorted(
+            n for n in set(names) if n not in schemas.KNOWN_TABLES and not n.startswith(("_", "."))
+        )
 
     def exists(self, table: str, name: str) -> bool:
+        """Whether `table` holds a file named `name` (of any generation, for a per-log table)."""
+        if table in GENERATIONAL:
+            return bool(self._generations(table, name))
         if self.local:
             return self.path(table, name).exists()
-        return self.fs.exists(self._rel(f"{table}/{name}.parquet"))
+        return self.fs.exists(self._rel(f"{table}/{name}{SUFFIX}"))
+
+    def _generations(self, table: str, name: str) -> list[str]:
+        """The generations of the file `name` of `table` that exist ("" for `name.parquet`)."""
+        prefix = f"{name}{GENERATION}"
+        found = []
+        if self.local:
+            try:
+                with os.scandir(self.table_dir(table)) as entries:
+                    names = [e.name for e in entries]
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+        else:
+            pattern = glob_escape(self._rel(f"{table}/{name}")) + "*" + SUFFIX
+            names = [PurePosixPath(k).name for k in self.fs.glob(pattern)]
+        for entry in names:
+            if entry == f"{name}{SUFFIX}":
+                found.append("")
+            elif entry.startswith(prefix) and entry.endswith(SUFFIX):
+                found.append(entry[len(prefix) : -len(SUFFIX)])
+        return sorted(found)
+
+    def _published(self, name: str) -> str | None:
+        """The generation `logs/<name>` is published with, or None when it is not published."""
+        generations = self._generations("logs", name)
+        return max(generations) if generations else None
 
     def ensure(self) -> None:
         """Create the lake's folder (nothing to do on an object store)."""
@@ -180,14 +321,44 @@ class Lake:
         """Atomically write `data` as one Parquet file of `table` and return where it went.
 
         `name` makes the write idempotent (the same name replaces the same file); without it a
-        unique name is chosen, which is how append-only tables such as `events` grow.
+        unique name is chosen, which is how append-only tables such as `events` grow. A
+        per-log file of a published log goes to the log's next generation, which the next
+        write of its `logs` file publishes (see the module docstring).
         """
         if table in schemas.SCHEMAS:
             data = schemas.conform(table, data)
-        name = name or f"{time.time_ns()}-{uuid.uuid4().hex[:12]}"
-        return self.put(
-            f"{table}/{name}.parquet", lambda path: pq.write_table(data, path, compression="zstd")
-        )
+        if name is None:
+            rel = f"{table}/{time.time_ns()}-{uuid.uuid4().hex[:12]}{SUFFIX}"
+        elif table == "logs":
+            replacing = self._replacing.get(name)
+            generation = replacing.generation if replacing else self._published(name) or ""
+            rel = _generation_rel(table, name, generation)
+        elif table in schemas.PER_LOG_TABLES:
+            replacing = self._replacement(name)
+            rel = _generation_rel(table, name, replacing.generation if replacing else "")
+        else:
+            rel = f"{table}/{name}{SUFFIX}"
+        written = self.put(rel, lambda path: pq.write_table(data, path, compression="zstd"))
+        if table == "logs" and name in self._replacing:
+            self._publish_replacement(name)
+        return written
+
+    def _replacement(self, name: str) -> _Replacement | None:
+        """The replacement of the published log `name` this Lake is writing, begun on first use
+        (None when `logs/<name>` is not published: its files are written in place)."""
+        if name not in self._replacing:
+            published = self._published(name)
+            if published is None:
+                return None
+            self._replacing[name] = _Replacement(_next_generation(published), published)
+        return self._replacing[name]
+
+    def _publish_replacement(self, name: str) -> None:
+        """`logs/<name>` of the new generation is written: delete the previous generation's
+        files (a reader that listed them runs its query again, see `LakeConnection`)."""
+        replaced = self._replacing.pop(name)
+        for table in GENERATIONAL:
+            self.delete(_generation_rel(table, name, replaced.previous))
 
     def put(self, rel: str, write: Callable[[Path], object]) -> str | Path:
         """Publish the file `rel` (a path inside the lake) that `write(path)` writes, whole.
@@ -298,16 +469,53 @@ class Lake:
         return True
 
     def remove(self, table: str, name: str) -> bool:
-        """Remove one published file; True if it existed."""
-        return self.delete(f"{table}/{name}.parquet")
+        """Remove one published file; True if it existed.
+
+        A per-log file of a published log stays until the log's next generation is published
+        (it is left out of that generation); removing a `logs` file unpublishes the log, and
+        also discards the replacement of it this Lake had begun (its files and the old ones).
+        """
+        if table in schemas.PER_LOG_TABLES:
+            replacing = self._replacement(name)
+            if replacing is not None:
+                self.delete(_generation_rel(table, name, replacing.generation))
+                return self.exists(table, name)
+            return any(
+                [
+                    self.delete(_generation_rel(table, name, g))
+                    for g in self._generations(table, name)
+                ]
+            )
+        if table == "logs":
+            replacing = self._replacing.pop(name, None)
+            removed = [
+                self.delete(_generation_rel(table, name, g)) for g in self._generations(table, name)
+            ]
+            if replacing is not None:
+                for other in schemas.PER_LOG_TABLES:
+                    for generation in (replacing.previous, replacing.generation):
+                        self.delete(_generation_rel(other, name, generation))
+            return any(removed)
+        return self.delete(f"{table}/{name}{SUFFIX}")
 
     def read_file(self, table: str, name: str) -> pa.Table | None:
         """One published file of `table` (None if there is none of that name)."""
-        path = self.get(f"{table}/{name}.parquet")
+        rel = f"{table}/{name}{SUFFIX}"
+        if table in GENERATIONAL:
+            generations = self._generations(table, name)
+            if table != "logs" and generations:
+                published = self._published(name)
+                generations = [g for g in generations if g == (published or "")]
+            if not generations:
+                return None
+            rel = _generation_rel(table, name, max(generations))
+        path = self.get(rel)
         return None if path is None else pq.read_table(path)
 
     def clean_temporary(self) -> int:
-        """Delete temporary files left by writers that died (their process is gone)."""
+        """Delete temporary files left by writers that died (their process is gone), and the
+        files of generations no reader can see any more: superseded ones, and the unpublished
+        ones of replacements whose writer died."""
         removed = 0
         if not self.local or not self.root.is_dir():
             return 0  # an object store has no temporary files: a PUT is whole or absent
@@ -317,6 +525,22 @@ class Lake:
                 continue
             temp.unlink(missing_ok=True)
             removed += 1
+        listed = self._list(list(GENERATIONAL))
+        snapshot = self.snapshot(GENERATIONAL)
+        visible = {f.rel for files in snapshot.files.values() for f in files}
+        published = {f.unit[0]: f.unit[1] for f in snapshot.files["logs"]}
+        recent = time.time_ns() - ORPHAN_AGE_NS
+        for table in GENERATIONAL:
+            for file in listed[table]:
+                name, generation = file.unit
+                if file.rel in visible:
+                    continue
+                if name in published and generation > published[name]:
+                    # not yet published: a replacement under way, unless its writer is gone
+                    writer = generation.rpartition("-")[2]
+                    if (writer.isdigit() and alive(int(writer))) or file.stamp > recent:
+                        continue
+                removed += self.delete(file.rel)
         return removed
 
     @contextlib.contextmanager
@@ -344,44 +568,182 @@ class Lake:
 
     # -- reading ----------------------------------------------------------------------------
     def glob(self, table: str) -> str:
-        if not self.local:
-            return f"{self.uri}/{table}/**/*.parquet"
-        return str(self.table_dir(table) / "**" / "*.parquet")
+        """The contract's glob of `table` (CONTRACT §2), for other tools; the lake's own path is
+        escaped, so it matches this lake's files only. Flywheel itself lists files instead."""
+        root = glob_escape(self.uri if not self.local else str(self.root))
+        return f"{root}/{table}/**/*{SUFFIX}"
 
-    def connect(self, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
-        """A DuckDB connection with one view per table of CONTRACT §2 (and any other table).
+    def connect(
+        self, database: str = ":memory:", snapshot: Snapshot | None = None
+    ) -> LakeConnection:
+        """A DuckDB connection with one view per table of CONTRACT §2 (and the stages' own
+        known tables that hold files). Every method of a DuckDB connection works on it.
 
-        Tables with no file yet are empty views with the declared columns, so queries work
-        on a new lake. Views read the files at query time: new data shows up without
-        reconnecting.
+        The views read the files of one `Snapshot` (default: listed now), named one by one,
+        never by a glob. A query that fails because one of them was replaced or removed
+        meanwhile (``ingest --force`` of a log) runs again on views over the files published
+        now, so a reader sees the old lake or the new one, never an error; and those views
+        then show what was published since. Tables with no file yet are empty views with the
+        declared columns, so queries work on a new lake.
         """
         con = duckdb.connect(database)
-        if not self.local:  # DuckDB reads the store through fsspec, no extension download
-            con.execute("SET autoload_known_extensions = false")
-            con.register_filesystem(self.fs)
-        present = set(self.tables())
+        try:
+            if not self.local:  # DuckDB reads the store through fsspec, no extension download
+                con.execute("SET autoload_known_extensions = false")
+                con.register_filesystem(self.fs)
+            connection = LakeConnection(self, con, snapshot or self.snapshot())
+            connection._retry(lambda: self._create_views(con, connection.snapshot))
+        except BaseException:
+            con.close()
+            raise
+        return connection
+
+    def _create_views(self, con: duckdb.DuckDBPyConnection, snapshot: Snapshot) -> None:
+        """(Re)create the views of `snapshot` on `con`: each reads exactly its listed files."""
+        logs = bool(snapshot.files.get("logs"))
         # `logs` first: the per-log views refer to it
-        for table in sorted(present | set(schemas.TABLES), key=lambda t: (t != "logs", t)):
-            if table in present:
+        for table in sorted(snapshot.tables, key=lambda t: (t != "logs", t)):
+            files = snapshot.files[table]
+            if files:
+                nested = any(f.rel.count("/") > 1 for f in files)
+                listed = ", ".join(sql_path(self.source(f)) for f in files)
+                # hive columns only from folders inside the table: a lake under `runs/date=3/`
+                # must not gain a `date` column
                 source = (
-                    f"read_parquet('{_quote(self.glob(table))}', hive_partitioning = true, "
+                    f"read_parquet([{listed}], hive_partitioning = {str(nested).lower()}, "
                     "union_by_name = true)"
                 )
-            else:
+            elif table in schemas.SCHEMAS:
                 con.register(f"_empty_{table}", schemas.empty(table))
-                source = f"_empty_{table}"
+                source = identifier(f"_empty_{table}")
+            else:
+                con.execute(f"DROP VIEW IF EXISTS {identifier(table)}")
+                continue  # a stage's own table with no file yet: no view
             query = f"SELECT * FROM {source}"
-            if table in schemas.PER_LOG_TABLES and "logs" in present:
-                query += " WHERE log_id IN (SELECT log_id FROM logs)"
-            elif table in schemas.PER_LOG_TABLES:
-                query += " WHERE false"
-            con.execute(f'CREATE OR REPLACE VIEW "{table}" AS {query}')
-        return con
+            if table in schemas.PER_LOG_TABLES:
+                query += " WHERE log_id IN (SELECT log_id FROM logs)" if logs else " WHERE false"
+            con.execute(f"CREATE OR REPLACE VIEW {identifier(table)} AS {query}")
 
     def read(self, table: str, columns: list[str] | None = None) -> pa.Table:
         """Read a whole table (published rows only) as Arrow."""
-        select = ", ".join(f'"{c}"' for c in columns) if columns else "*"
-        return self.connect().sql(f'SELECT {select} FROM "{table}"').to_arrow_table()
+        select = ", ".join(identifier(c) for c in columns) if columns else "*"
+        with self.connect(snapshot=self.snapshot([table])) as con:
+            return con.sql(f"SELECT {select} FROM {identifier(table)}").to_arrow_table()
+
+
+# A query that failed on a file replaced under it runs again this many times in all.
+ATTEMPTS = 3
+_VANISHED = (duckdb.IOException, duckdb.InvalidInputException)
+# relation methods that run the query (the others build new relations)
+_RUNS = frozenset(
+    [
+        "arrow",
+        "df",
+        "execute",
+        "fetch_arrow_table",
+        "fetch_df",
+        "fetchall",
+        "fetchdf",
+        "fetchmany",
+        "fetchnumpy",
+        "fetchone",
+        "pl",
+        "show",
+        "to_arrow_table",
+        "to_df",
+    ]
+)
+
+
+class LakeConnection:
+    """A DuckDB connection to the lake's views, as `Lake.connect` returns it.
+
+    Every attribute is the DuckDB connection's own, except that `execute` and `sql` (and the
+    relations `sql` returns) run a query again on views over the files published now when it
+    failed because a file it listed was replaced or removed meanwhile. `snapshot` is the
+    files the views read; `duckdb` the plain connection.
+    """
+
+    def __init__(self, lake: Lake, con: duckdb.DuckDBPyConnection, snapshot: Snapshot) -> None:
+        self.lake, self.duckdb, self.snapshot = lake, con, snapshot
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.duckdb, name)
+
+    def __repr__(self) -> str:
+        return f"<LakeConnection to {self.lake.uri}>"
+
+    def __enter__(self) -> LakeConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.duckdb.close()
+
+    def execute(self, query: object, parameters: object = None) -> LakeConnection:
+        """DuckDB's `execute`; returns this connection (fetch from it)."""
+        if parameters is None:
+            self._retry(lambda: self.duckdb.execute(query))
+        else:
+            self._retry(lambda: self.duckdb.execute(query, parameters))
+        return self
+
+    def sql(self, query: str, **options: Any) -> Any:
+        """DuckDB's `sql`: a relation (None for a statement that returns no rows)."""
+
+        def build() -> Any:
+            return self.duckdb.sql(query, **options)
+
+        relation = self._retry(build)
+        return None if relation is None else _Relation(self, relation, build)
+
+    query = sql
+
+    def refresh(self) -> bool:
+        """Point the views at the files published now; False when nothing changed."""
+        fresh = self.lake.snapshot(self.snapshot.tables)
+        if fresh == self.snapshot:
+            return False
+        self.lake._create_views(self.duckdb, fresh)
+        self.snapshot = fresh
+        return True
+
+    def _retry(self, work: Callable[[], T]) -> T:
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return work()
+            except _VANISHED:
+                if attempt == ATTEMPTS or not self.refresh():
+                    raise
+        raise AssertionError("unreachable")
+
+
+class _Relation:
+    """A DuckDB relation of a `LakeConnection`: running it is retried like its queries."""
+
+    def __init__(self, con: LakeConnection, relation: Any, build: Callable[[], Any]) -> None:
+        self._con, self._relation, self._build = con, relation, build
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._relation, name)
+        if name not in _RUNS or not callable(attribute):
+            return attribute
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            for attempt in range(1, ATTEMPTS + 1):
+                try:
+                    return getattr(self._relation, name)(*args, **kwargs)
+                except _VANISHED:
+                    if attempt == ATTEMPTS or not self._con.refresh():
+                        raise
+                    self._relation = self._build()
+
+        return run
+
+    def __repr__(self) -> str:
+        return repr(self._relation)
+
+    def __len__(self) -> int:
+        return len(self._relation)
 
 
 def resolve(lake: str | os.PathLike | Lake | None = None) -> Lake:
@@ -414,8 +776,32 @@ def cache_dir(uri: str) -> Path:
     return base / "flywheel" / "lakes" / digest
 
 
-def _quote(text: str) -> str:
-    return text.replace("'", "''")
+def _generation_rel(table: str, name: str, generation: str) -> str:
+    """The file of generation `generation` ("" for the first) of `name` in `table`."""
+    return (
+        f"{table}/{name}{GENERATION}{generation}{SUFFIX}"
+        if generation
+        else f"{table}/{name}{SUFFIX}"
+    )
+
+
+def _next_generation(after: str) -> str:
+    """A new generation, ordered after `after`: nanoseconds (fixed width) and the writer's pid."""
+    stamp = time.time_ns()
+    previous = after.partition("-")[0]
+    if previous.isdigit():
+        stamp = max(stamp, int(previous) + 1)
+    return f"{stamp:019d}-{os.getpid()}"
+
+
+def _newest_generations(files: Iterable[LakeFile]) -> list[LakeFile]:
+    """Per name, the file of the newest generation (two exist only while one is published)."""
+    newest: dict[str, LakeFile] = {}
+    for file in files:
+        name, generation = file.unit
+        if name not in newest or generation > newest[name].unit[1]:
+            newest[name] = file
+    return sorted(newest.values(), key=lambda f: f.rel)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -25,6 +25,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("start_ns", pa.int64()),
             ("end_ns", pa.int64()),
             ("ingested_at", UTC_TS),
+            # what the file's own index, statistics or metadata list (null when nothing says),
+            # and whether every one of them landed (CONTRACT §11)
+            ("expected_messages", pa.int64()),
+            ("complete", pa.bool_()),
         ]
     ),
     "ego": pa.schema(
@@ -139,6 +143,47 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("attrs", pa.string()),
         ]
     ),
+    # triggers (ingest.triggers): one row per version of a definition
+    "triggers": pa.schema(
+        [
+            ("name", pa.string()),
+            ("version", pa.int64()),
+            ("when", pa.string()),
+            ("for_s", pa.float64()),
+            ("gap_s", pa.float64()),
+            ("then", pa.string()),
+            ("within_s", pa.float64()),
+            ("digest", pa.string()),
+            ("added_at", UTC_TS),
+        ]
+    ),
+    # one row per (trigger version, log) evaluated: it publishes that run's hits
+    "trigger_runs": pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("trigger", pa.string()),
+            ("version", pa.int64()),
+            ("log_id", pa.string()),
+            ("hits", pa.int64()),
+            ("at", UTC_TS),
+        ]
+    ),
+    "trigger_hits": pa.schema(
+        [
+            ("trigger", pa.string()),
+            ("version", pa.int64()),
+            ("run_id", pa.string()),
+            ("log_id", pa.string()),
+            ("start_ns", pa.int64()),
+            ("end_ns", pa.int64()),
+            ("max_speed", pa.float64()),
+            ("min_accel", pa.float64()),
+            ("min_nearest_m", pa.float64()),
+            ("min_nearest_in_path_m", pa.float64()),
+            ("min_ttc_s", pa.float64()),
+            ("scene_ids", pa.list_(pa.string())),
+        ]
+    ),
 }
 
 # Tables whose rows belong to one ingested log: they are visible only once the log's row in
@@ -146,6 +191,12 @@ SCHEMAS: dict[str, pa.Schema] = {
 PER_LOG_TABLES = ("ego", "gnss", "imu", "objects", "scenes")
 
 TABLES = tuple(SCHEMAS)
+
+# Tables a stage keeps whose full schema that stage declares next to its code (labeling's
+# outbox: labeling/_store.py BATCH_SCHEMA). With TABLES they are every name the lake reads as a
+# table: a folder of any other name is not a table and never becomes a view (or SQL).
+STAGE_TABLES = ("batches",)
+KNOWN_TABLES = TABLES + STAGE_TABLES
 
 
 def check(name: str, table: pa.Table) -> None:
@@ -184,9 +235,17 @@ def _same_type(actual: pa.DataType, expected: pa.DataType) -> bool:
     )
 
 
+# Columns declared after writers of the table existed: a writer that does not set them gets
+# nulls from `conform` (unknown), so its rows stay valid and every file has the column.
+LATE_COLUMNS = {"logs": ("expected_messages", "complete")}
+
+
 def conform(name: str, table: pa.Table) -> pa.Table:
     """Cast the required columns to their declared types (extra columns kept), then `check`."""
     schema = SCHEMAS[name]
+    for late in LATE_COLUMNS.get(name, ()):
+        if late not in table.column_names:
+            table = table.append_column(late, pa.nulls(table.num_rows, schema.field(late).type))
     for column in schema:
         if column.name in table.column_names:
             index = table.column_names.index(column.name)

@@ -12,37 +12,52 @@ from typing import Any
 
 from flywheel import console, schemas
 from flywheel.lake import Lake, resolve
+from flywheel.sql import identifier
 
 
 def lake_summary(lake: str | os.PathLike | Lake | None = None) -> dict[str, Any]:
-    """Row counts per table, the logs, scenes per tag, the quarantine and the index."""
+    """Row counts per table, the logs, scenes per tag, the quarantine and the index.
+
+    `ignored` lists the lake's folders that are not tables (never read, never SQL).
+    """
     target = resolve(lake)
-    con = target.connect()
-    tables = {
-        name: con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
-        for name in sorted(set(schemas.TABLES) | set(target.tables()))
-    }
-    logs = con.execute(
-        "SELECT count(*), coalesce(sum(message_count), 0), coalesce(sum(bytes), 0), "
-        "coalesce(sum(end_ns - start_ns), 0) / 3.6e12 FROM logs"
-    ).fetchone()
-    tags = con.execute(
-        "SELECT tag, count(*) AS scenes FROM (SELECT unnest(tags) AS tag FROM scenes) "
-        "GROUP BY tag ORDER BY scenes DESC, tag"
-    ).fetchall()
-    quarantine = con.execute('SELECT source_uri, reason FROM quarantine ORDER BY "at"').fetchall()
+    snapshot = target.snapshot()
+    names = sorted(t for t in snapshot.tables if t in schemas.TABLES or snapshot.files[t])
+
+    def read(con) -> dict[str, Any]:
+        tables = {
+            name: con.execute(f"SELECT count(*) FROM {identifier(name)}").fetchall()[0][0]
+            for name in names
+        }
+        logs = con.execute(
+            "SELECT count(*), coalesce(sum(message_count), 0), coalesce(sum(bytes), 0), "
+            "coalesce(sum(end_ns - start_ns), 0) / 3.6e12 FROM logs"
+        ).fetchall()[0]
+        tags = con.execute(
+            "SELECT tag, count(*) AS scenes FROM (SELECT unnest(tags) AS tag FROM scenes) "
+            "GROUP BY tag ORDER BY scenes DESC, tag"
+        ).fetchall()
+        quarantine = con.execute(
+            'SELECT source_uri, reason FROM quarantine ORDER BY "at"'
+        ).fetchall()
+        return {"tables": tables, "logs": logs, "tags": tags, "quarantine": quarantine}
+
+    with target.connect(snapshot=snapshot) as con:
+        found = read(con)
+    logs = found["logs"]
     return {
         "lake": str(target.root),
-        "tables": tables,
+        "tables": found["tables"],
         "logs": {
             "count": logs[0],
             "messages": int(logs[1]),
             "bytes": int(logs[2]),
             "hours": round(float(logs[3]), 3),
         },
-        "tags": dict(tags),
-        "quarantine": [{"source_uri": uri, "reason": reason} for uri, reason in quarantine],
-        "index": _index(target, tables.get("scenes", 0)),
+        "tags": dict(found["tags"]),
+        "quarantine": [{"source_uri": uri, "reason": why} for uri, why in found["quarantine"]],
+        "index": _index(target, found["tables"].get("scenes", 0)),
+        "ignored": target.unknown_folders(),
     }
 
 
@@ -94,6 +109,11 @@ def print_lake_summary(summary: dict[str, Any]) -> None:
                 if index["not_indexed"]
                 else ""
             )
+        )
+    if summary.get("ignored"):
+        console.warn(
+            f"ignored {len(summary['ignored'])} folder(s) that are not lake tables: "
+            + ", ".join(repr(name) for name in summary["ignored"])
         )
     if summary["quarantine"]:
         console.table(

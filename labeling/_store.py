@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from flywheel import schemas
 from flywheel.lake import Lake
+from flywheel.redact import redactor
 from labeling.vendors.base import Cursor
 
 # batch states
@@ -76,7 +77,15 @@ def read_rows(lake: Lake, table: str, name: str) -> list[dict[str, Any]]:
 
 
 def write_rows(lake: Lake, table: str, name: str, rows: list[dict], schema: pa.Schema) -> None:
-    data = pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in rows], schema)
+    """Write one file of a table. Text columns pass through `flywheel.redact`: they hold what
+    a vendor sent (annotators, results, ids), and a credential it echoed is never stored."""
+    scrub = redactor()
+    text = {f.name for f in schema if pa.types.is_string(f.type)}
+    data = pa.Table.from_pylist(
+        [{f.name: scrub(r.get(f.name)) if f.name in text else r.get(f.name) for f in schema}
+         for r in rows],
+        schema,
+    )  # fmt: skip
     lake.write(table, data, name=name)
 
 

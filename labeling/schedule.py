@@ -32,6 +32,7 @@ import pandas as pd
 
 from flywheel.errors import InputError, TransientError
 from flywheel.lake import Lake, resolve
+from flywheel.names import check_name
 from labeling import _store
 from labeling._retry import Retry, exhausted
 from labeling._store import PENDING_APPROVAL, PLANNED, SUBMITTED, SUBMITTING
@@ -155,6 +156,7 @@ def approve(
 
     >>> approve("lake", "demo-1a2b3c4d", SimulatedVendor.for_lake("lake"))  # doctest: +SKIP
     """
+    check_name(batch_id, "batch")  # batch ids are names Flywheel gives (its file name too)
     lake = resolve(lake)
     retry = retry or Retry()
     with lake.lock(f"labeling-{vendor.name}"):

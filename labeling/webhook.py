@@ -9,7 +9,13 @@ A small receiver on the standard library's `ThreadingHTTPServer`:
   registered). It is compared in constant time (`hmac.compare_digest`); a missing or wrong
   secret gets 401 with no detail, before the body is read. The secret comes only from
   ``$FLYWHEEL_WEBHOOK_SECRET`` and never appears in a log line, a message or a repr.
-- **Body.** A JSON object (Label Studio sends ``{"action": …}``); anything else is 400.
+- **Body.** A JSON object (Label Studio sends ``{"action": …}``); anything else is 400, and
+  so is JSON nested deeper than `MAX_DEPTH` (refused before parsing: no RecursionError). A
+  ``Content-Length`` above `MAX_BODY` is 413, before a byte of the body is read.
+- **Limits.** Each request has `DEADLINE_S` in all, headers and body together, however slowly
+  its bytes trickle in (slowloris), besides `READ_TIMEOUT_S` per read; past it the connection
+  is dropped. At most `MAX_THREADS` requests are served at once: the next ones wait in the
+  listen backlog (`BACKLOG` connections) for up to `QUEUE_WAIT_S`, then get 503.
 - **Work.** A valid call only *asks* for a sync and is answered 200 at once (Label Studio
   waits at most 1 s and never retries). `Coalescer` runs one sync at a time: a burst of calls
   becomes one sync, and calls arriving during a sync become exactly one more after it.
@@ -26,14 +32,19 @@ from __future__ import annotations
 import contextlib
 import hmac
 import http.server
+import io
 import json
 import logging
 import os
+import re
+import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from flywheel.console import clean
 from flywheel.errors import ConfigError
 from flywheel.lake import Lake
 from labeling.vendors.base import Vendor
@@ -43,6 +54,12 @@ SECRET_HEADER = "X-Flywheel-Webhook-Secret"
 PATH = "/flywheel/webhook"
 MIN_SECRET = 16  # characters: anything shorter is guessable over the network
 MAX_BODY = 8 * 1024 * 1024  # bytes; Label Studio's biggest payloads are bulk task lists
+MAX_DEPTH = 64  # JSON nesting; Label Studio's payloads are a handful of levels deep
+DEADLINE_S = 10.0  # seconds per request, all reads together (Label Studio waits 1 s anyway)
+READ_TIMEOUT_S = 5.0  # seconds per socket read
+MAX_THREADS = 16  # requests served at once; each is cheap (it only asks for a sync)
+BACKLOG = 128  # connections the kernel queues while every thread is busy
+QUEUE_WAIT_S = 1.0  # how long the accept loop waits for a free thread before a 503
 
 log = logging.getLogger("flywheel.labeling.webhook")
 
@@ -124,8 +141,11 @@ class Coalescer:
             except Exception as error:  # the receiver must outlive a vendor outage
                 self.failures += 1
                 backoff = min(60.0, self.retry_s * 2 ** (self.failures - 1))
-                log.error(
-                    "sync failed (%s: %s); retrying in %.0f s", type(error).__name__, error, backoff
+                log.error(  # the error may quote a vendor: escaped and redacted
+                    "sync failed (%s: %s); retrying in %.0f s",
+                    type(error).__name__,
+                    clean(error),
+                    backoff,
                 )
                 self.runs += 1
                 if not self._stop.wait(backoff):
@@ -156,22 +176,34 @@ class WebhookReceiver:
         host: str = "127.0.0.1",
         port: int = 0,
         path: str = PATH,
+        deadline_s: float = DEADLINE_S,
+        read_timeout_s: float = READ_TIMEOUT_S,
+        max_threads: int = MAX_THREADS,
+        max_body: int = MAX_BODY,
+        max_depth: int = MAX_DEPTH,
+        queue_wait_s: float = QUEUE_WAIT_S,
     ) -> None:
         if len(secret) < MIN_SECRET:
             raise ConfigError(f"the webhook secret must be at least {MIN_SECRET} characters")
         self.path = path
+        self.deadline_s = deadline_s
+        self.read_timeout_s = read_timeout_s
+        self.max_body = max_body
+        self.max_depth = max_depth
         self.calls = 0  # accepted calls
         self.refused = 0  # 401s
+        self.busy = 0  # 503s: every thread was taken
+        self.active = 0  # requests being served now
+        self.peak = 0  # the most served at once
         self._count = threading.Lock()  # the server's threads update the counters
         handler = _handler(on_call, secret.encode(), path, self)
         try:
-            self.server = http.server.ThreadingHTTPServer((host, port), handler)
+            self.server = _Server((host, port), handler, self, max_threads, queue_wait_s)
         except OSError as error:
             raise ConfigError(
                 f"cannot listen on {host}:{port} ({error.strerror or error}); pick another "
                 "--port or --host"
             ) from None
-        self.server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:  # never the secret
@@ -209,6 +241,108 @@ class WebhookReceiver:
         self.shutdown()
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    """A threading HTTP server with a cap on its threads and a long listen backlog."""
+
+    daemon_threads = True
+    request_queue_size = BACKLOG
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[http.server.BaseHTTPRequestHandler],
+        owner: WebhookReceiver,
+        max_threads: int,
+        queue_wait_s: float,
+    ) -> None:
+        self._owner = owner
+        self._slots = threading.BoundedSemaphore(max_threads)
+        self._queue_wait_s = queue_wait_s
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # waiting here stops the accept loop, so new connections queue in the backlog
+        if not self._slots.acquire(timeout=self._queue_wait_s):
+            with self._owner._count:
+                self._owner.busy += 1
+            _refuse_busy(request)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: nothing else will free the slot
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        owner = self._owner
+        with owner._count:
+            owner.active += 1
+            owner.peak = max(owner.peak, owner.active)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with owner._count:
+                owner.active -= 1
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that vanished mid-request is not worth a traceback on the terminal
+        log.warning("dropped a request from %s (it failed or went away)", client_address[0])
+
+
+def _refuse_busy(request: socket.socket) -> None:
+    body = b'{"error": "busy"}'
+    head = (
+        "HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+    )
+    with contextlib.suppress(OSError):
+        request.settimeout(0.5)
+        request.sendall(head.encode() + body)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket's reads, each bounded by `read_timeout_s` and all of them by `deadline`."""
+
+    def __init__(self, sock: socket.socket, deadline: float, read_timeout_s: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+        self._read_timeout_s = read_timeout_s
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request took longer than its deadline")
+        self._sock.settimeout(min(self._read_timeout_s, remaining))
+        return self._sock.recv_into(buffer)
+
+
+# a JSON string (escapes included). An unterminated one runs to the end: it matches at its
+# first try, so the scan stays linear whatever the body (no retry from every later quote)
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.?)*+(?:"|\Z)', re.DOTALL)
+# every byte that is not a bracket
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def too_deep(body: bytes, limit: int) -> bool:
+    """Whether the JSON text `body` nests arrays and objects deeper than `limit`, found
+    without parsing it (a parser would recurse once per level).
+
+    >>> too_deep(b'{"a": [1, {"b": "]]]"}]}', 3), too_deep(b"[" * 100 + b"]" * 100, 64)
+    (False, True)
+    """
+    depth = 0
+    for byte in _JSON_STRING.sub(b'""', body).translate(None, _NOT_BRACKETS):
+        depth += 1 if byte in (0x5B, 0x7B) else -1
+        if depth > limit:
+            return True
+    return False
+
+
 def _handler(
     on_call: Callable[[dict[str, Any]], None], secret: bytes, path: str, owner: WebhookReceiver
 ) -> type[http.server.BaseHTTPRequestHandler]:
@@ -217,7 +351,16 @@ def _handler(
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "flywheel-webhook"
         sys_version = ""
-        timeout = 10  # seconds per socket read: a stalled client cannot hold a thread for long
+        timeout = owner.read_timeout_s  # per socket read; the deadline bounds them all
+
+        def setup(self) -> None:
+            super().setup()
+            plain = self.rfile  # replaced (and closed, or the socket would stay open)
+            deadline = time.monotonic() + owner.deadline_s
+            self.rfile = io.BufferedReader(
+                _DeadlineReader(self.connection, deadline, owner.read_timeout_s)
+            )
+            plain.close()
 
         def do_POST(self) -> None:
             if urlsplit(self.path).path != path:
@@ -235,13 +378,24 @@ def _handler(
                 length = int(self.headers.get("Content-Length") or 0)
             except ValueError:
                 length = -1
-            if length < 0 or length > MAX_BODY:
+            if length < 0 or length > owner.max_body:
                 self.close_connection = True
-                self._answer(413 if length > MAX_BODY else 400, {"error": "bad length"})
+                too_big = length > owner.max_body
+                self._answer(
+                    413 if too_big else 400, {"error": "too large" if too_big else "bad length"}
+                )
+                return
+            body = self.rfile.read(length)
+            if len(body) < length:  # the client closed early
+                self.close_connection = True
+                self._answer(400, {"error": "incomplete body"})
+                return
+            if too_deep(body, owner.max_depth):
+                self._answer(400, {"error": f"JSON nested deeper than {owner.max_depth} levels"})
                 return
             try:
-                payload = json.loads(self.rfile.read(length) or b"null")
-            except (ValueError, UnicodeDecodeError):
+                payload = json.loads(body or b"null")
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 payload = None
             if not isinstance(payload, dict):
                 self._answer(400, {"error": "expected a JSON object"})
@@ -259,6 +413,7 @@ def _handler(
 
         def _answer(self, status: int, body: dict[str, Any]) -> None:
             data = json.dumps(body).encode()
+            self.connection.settimeout(owner.read_timeout_s)  # a write may outlast the deadline
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -269,8 +424,9 @@ def _handler(
 
         # what is logged: method, path without its query, status; never a header (the secret)
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            # the method and the path are the client's text: escaped, they cannot forge a line
             where = urlsplit(self.path).path if getattr(self, "path", None) else "?"
-            log.info("%s %s %s", getattr(self, "command", "?"), where, code)
+            log.info("%s %s %s", clean(getattr(self, "command", "?")), clean(where), code)
 
         def log_error(self, format: str, *args: Any) -> None:
             log.warning("refused a malformed request from %s", self.client_address[0])

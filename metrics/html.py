@@ -11,6 +11,8 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
+from flywheel.output import write_output
+from flywheel.redact import redact
 from metrics import charts
 from metrics._units import VENDOR_COLUMNS, duration, vendor_row
 from metrics.report import Report
@@ -66,13 +68,10 @@ def render(report: Report) -> str:
 
 
 def write(report: Report, path: str | Path) -> Path:
-    """Write the page atomically (a reader never sees half a report)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(render(report), encoding="utf-8")
-    temp.replace(path)
-    return path
+    """Write the page to `path` with the one output writer (`flywheel.output`): atomically, as
+    a regular file, never through a symlink or over a device; the folder must exist. Anything
+    a vendor wrote into the report is redacted first."""
+    return write_output(path, redact(render(report)))
 
 
 def _cards(report: Report) -> str:

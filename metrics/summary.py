@@ -9,7 +9,7 @@ from metrics.report import Report
 
 def print_summary(report: Report, html_path: str | None = None) -> None:
     """Print the bottleneck, per-stage latency, cycle, WIP, vendors and alerts."""
-    console.line(f"[bold]{report.bottleneck_sentence}[/bold]")
+    console.line((report.bottleneck_sentence, "bold"))
     shares = report.bottleneck_shares
     console.table(
         [

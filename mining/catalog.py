@@ -18,12 +18,18 @@ import numpy as np
 import pyarrow as pa
 
 from flywheel.errors import LakeError
-from flywheel.lake import Lake
+from flywheel.lake import Lake, Snapshot
+
+SOURCES = ("logs", "scenes")
 
 
 def fingerprint(lake: Lake) -> tuple:
     """What the snapshot was read from: every published `scenes` and `logs` file, stat'ed."""
-    return tuple(stat for table in ("logs", "scenes") for stat in lake.file_stats(table))
+    return _fingerprint(lake.snapshot(SOURCES))
+
+
+def _fingerprint(snapshot: Snapshot) -> tuple:
+    return tuple(f for table in SOURCES for f in snapshot.files[table])
 
 
 @dataclass
@@ -39,8 +45,9 @@ class Catalog:
 
     @classmethod
     def load(cls, lake: Lake) -> Catalog:
-        source = fingerprint(lake)
-        table = lake.connect().sql("SELECT * FROM scenes ORDER BY scene_id").to_arrow_table()
+        with lake.connect(snapshot=lake.snapshot(SOURCES)) as con:
+            table = con.sql("SELECT * FROM scenes ORDER BY scene_id").to_arrow_table()
+            source = _fingerprint(con.snapshot)  # the files read (a retry reads newer ones)
         versions = (
             sorted({v for v in table.column("embedding_version").to_pylist() if v is not None})
             if "embedding_version" in table.column_names

@@ -19,8 +19,10 @@ import pandas as pd
 import pyarrow as pa
 
 from flywheel import console
-from flywheel.errors import InputError, QueryError
+from flywheel import query as _query
+from flywheel.errors import InputError
 from flywheel.lake import Lake, resolve
+from flywheel.query import Limits
 from mining import index as _index
 from mining import search as _search
 from mining import select as _select
@@ -88,8 +90,9 @@ class Miner:
     holds the call that produced them, which `save` records.
     """
 
-    def __init__(self, lake: Lake) -> None:
+    def __init__(self, lake: Lake, limits: Limits | None = None) -> None:
         self.lake = lake
+        self._limits = limits
         self._catalog: Catalog | None = None
         self._sandbox: tuple[int, duckdb.DuckDBPyConnection] | None = None
         self._masks: dict[str, np.ndarray] = {}
@@ -101,18 +104,27 @@ class Miner:
         return f"Miner({str(self.lake.root)!r})"
 
     # -- SQL ---------------------------------------------------------------------------------
+    @property
+    def limits(self) -> Limits:
+        """What each query may take (``[mining] query_timeout_s`` and ``query_memory``), read
+        from the configuration once per miner; assign a `flywheel.query.Limits` to change it."""
+        if self._limits is None:
+            self._limits = Limits.from_config()
+        return self._limits
+
+    @limits.setter
+    def limits(self, value: Limits) -> None:
+        self._limits = value
+
     def sql(self, query: str) -> pd.DataFrame:
         """Run DuckDB SQL over the lake; every table of CONTRACT §2 is a view of that name.
 
+        Read-only and bounded (`flywheel.query`): one SELECT (or DESCRIBE, SUMMARIZE, SHOW,
+        EXPLAIN of one) over the lake's tables; anything else is a QueryError.
+
         >>> m.sql("SELECT scene_id FROM scenes WHERE min_accel < -4")   # doctest: +SKIP
         """
-        con = self.lake.connect()
-        try:
-            frame = con.sql(query).df()
-        except duckdb.Error as exc:
-            raise QueryError(f"query failed: {' '.join(str(exc).split())}", query=query) from exc
-        except AttributeError as exc:  # a statement that returns no rows (e.g. SET)
-            raise QueryError("query returned no rows: give a SELECT", query=query) from exc
+        frame = _query.sql(self.lake, query, self.limits)
         frame.attrs["query"] = f"sql({query!r})"
         return frame
 
@@ -176,13 +188,13 @@ class Miner:
         catalog = self.catalog()
         _where.check(where)
         if self._sandbox is None or self._sandbox[0] != id(catalog):
-            self._sandbox = (id(catalog), _where.sandbox(catalog.meta))
+            self._sandbox = (id(catalog), _where.sandbox(catalog.meta, self.limits))
             self._masks = {}
         # the same filter over the same snapshot gives the same rows: notebooks repeat filters
         if where not in self._masks:
             if len(self._masks) >= 32:
                 self._masks.clear()
-            mask = _where.evaluate(self._sandbox[1], where, catalog.count)
+            mask = _where.evaluate(self._sandbox[1], where, catalog.count, self.limits)
             mask.flags.writeable = False
             self._masks[where] = mask
         return self._masks[where]

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from flywheel import events, schemas
+from flywheel import events, names, schemas
 from flywheel.errors import InputError
 from flywheel.lake import Lake
-
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def k_center(vectors: np.ndarray, n: int, weights: np.ndarray | None = None):
@@ -68,13 +65,8 @@ def normalise_weights(values: Sequence[float]) -> np.ndarray:
 
 
 def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME.match(name):
-        raise InputError(
-            f"selection name {name!r} is not usable: use letters, digits, '.', '_' or '-' "
-            "(up to 100 characters, starting with a letter or digit), e.g. 'hard-brakes-v1'",
-            name=name,
-        )
-    return name
+    """`name` when it is a usable selection name (the core's one rule, `flywheel.names`)."""
+    return names.check_name(name, "selection")
 
 
 def save(

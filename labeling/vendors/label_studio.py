@@ -22,7 +22,9 @@ Measured facts it relies on (label-studio 1.23.2, see the team's notes and docs/
 Auth: a legacy token (``Authorization: Token …``, needs ``--enable-legacy-api-token``) or a
 personal access token (a JWT refresh token: exchanged at ``/api/token/refresh/`` for an access
 token, sent as ``Bearer``, renewed when it expires or is refused). The key never appears in a
-message or a repr.
+message or a repr, and neither does a password in the URL (``https://user:pass@host``) or
+whatever the server echoes back (an ``Authorization`` header in an error body): every text
+from the server passes through `flywheel.redact.redact` with the keys this vendor holds.
 
 >>> LabelStudioVendor("http://127.0.0.1:8080", "s3cret")
 LabelStudioVendor(url='http://127.0.0.1:8080', api_key='***')
@@ -44,6 +46,7 @@ from xml.sax.saxutils import quoteattr
 import requests
 
 from flywheel.errors import TransientError, VendorError
+from flywheel.redact import redact
 from ingest.scenes import TAGS
 from labeling.vendors.base import (
     LABELED,
@@ -151,11 +154,15 @@ class LabelStudioVendor(Vendor):
         self._access_expires = 0.0
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(url={self.url!r}, api_key='***')"
+        return f"{type(self).__name__}(url={self._scrub(self.url)!r}, api_key='***')"
 
     @property
     def location(self) -> str:
-        return f"Label Studio at {self.url}"
+        return f"Label Studio at {self._scrub(self.url)}"
+
+    def _scrub(self, text: str, also: Sequence[str] = ()) -> str:
+        """`text` with every credential masked: the patterns, and the keys this vendor holds."""
+        return redact(text, also=(self._key, getattr(self, "_access", None), *also))
 
     # -- HTTP --------------------------------------------------------------------------------
     def _auth(self, renew: bool = False) -> str:
@@ -208,7 +215,9 @@ class LabelStudioVendor(Vendor):
                 vendor=self.url,
             ) from None
         status = response.status_code
-        if status == 403 and "URL was not allowed" in _detail(response):
+        # masked whole, then cut: a cut first could leave half a key that no longer matches
+        detail = self._scrub(_detail(response))[:300] if status >= 400 else ""
+        if status == 403 and "URL was not allowed" in detail:
             # not the credentials: Label Studio's SSRF guard refuses a loopback/private URL
             raise VendorError(
                 f"{self.location}: {method} {path} refused the URL (Label Studio blocks local and "
@@ -231,7 +240,7 @@ class LabelStudioVendor(Vendor):
             )
         if status >= 400:
             raise VendorError(
-                f"{self.location}: {method} {path} answered {status}: {_detail(response)}",
+                f"{self.location}: {method} {path} answered {status}: {detail}",
                 vendor=self.url,
                 status=status,
             )
@@ -443,7 +452,7 @@ class LabelStudioVendor(Vendor):
             "headers": dict(headers or {}),
             "actions": list(actions),  # always sent: a PATCH without it empties the list
         }
-        secrets = [v for v in (headers or {}).values() if v]
+        secrets = [str(v) for v in (headers or {}).values() if v]
         try:
             hooks = self._request("GET", "/api/webhooks/", {"project": project}) or []
             if isinstance(hooks, dict):
@@ -453,12 +462,10 @@ class LabelStudioVendor(Vendor):
                     self._request("PATCH", f"/api/webhooks/{hook['id']}/", body=body)
                     return str(hook["id"])
             return str(self._request("POST", "/api/webhooks/", body=body)["id"])
-        except VendorError as error:
-            message = str(error)
-            if not any(secret in message for secret in secrets):
+        except VendorError as error:  # a validation error may echo a header back
+            message = self._scrub(str(error), secrets)
+            if message == str(error):
                 raise
-            for secret in secrets:  # a validation error may echo a header back
-                message = message.replace(secret, "***")
             raise type(error)(message, **error.attrs) from None
 
     def _users(self) -> dict[Any, str]:
@@ -634,8 +641,8 @@ def _detail(response: requests.Response) -> str:
         return response.reason or "no detail"
     if isinstance(body, dict):
         detail = body.get("validation_errors") or body.get("detail") or body
-        return json.dumps(detail)[:300]
-    return json.dumps(body)[:300]
+        return json.dumps(detail)
+    return json.dumps(body)
 
 
 def _is_jwt(value: str) -> bool:

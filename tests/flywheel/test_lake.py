@@ -114,10 +114,14 @@ def test_resolve_order_flag_then_environment_then_toml_then_default(tmp_path, mo
     assert resolve(tmp_path / "flag").root == tmp_path / "flag"
 
 
-def test_tables_lists_only_folders_with_published_files(tmp_path):
+def test_tables_lists_only_known_tables_with_published_files(tmp_path):
     lake = Lake(tmp_path)
     (tmp_path / "empty").mkdir()
     lake.write("gnss", gnss_rows("a"), name="a")
-    lake.write("custom_table", pa.table({"v": [1]}))
-    assert lake.tables() == ["custom_table", "gnss"]
-    assert lake.connect().execute("SELECT v FROM custom_table").fetchall() == [(1,)]
+    lake.write("custom_table", pa.table({"v": [1]}))  # not a table the core declares
+    assert lake.tables() == ["gnss"]
+    assert lake.unknown_folders() == ["custom_table", "empty"]
+    con = lake.connect()
+    assert con.sql("SELECT count(*) FROM gnss").fetchall() == [(0,)]  # no logs row yet
+    tables = {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()}
+    assert "custom_table" not in tables

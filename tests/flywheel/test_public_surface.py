@@ -7,7 +7,8 @@ import ingest
 def test_flywheel_surface():
     assert sorted(flywheel.__all__) == [
         "Config", "ConfigError", "FlywheelError", "InputError", "Lake", "LakeError",
-        "QueryError", "TransientError", "VendorError", "__version__", "load_config", "resolve",
+        "QueryError", "TransientError", "UsageError", "VendorError", "__version__", "load_config",
+        "resolve",
     ]  # fmt: skip
     assert all(hasattr(flywheel, name) for name in flywheel.__all__)
 
