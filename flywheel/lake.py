@@ -13,7 +13,9 @@ Replacing a published log (``ingest --force``) never rewrites a file that its pu
 still needs: while `logs/<name>.parquet` is published, the per-log files the same `Lake` writes
 (or removes) for `<name>` form a new generation, `<table>/<name>@<generation>.parquet`, that no
 reader sees; the next write of `logs/<name>` publishes that generation in one step (its file is
-`logs/<name>@<generation>.parquet`) and then deletes the files of the one before. A reader lists
+`logs/<name>@<generation>.parquet`); the files of the one before stay readable for RETAIN_NS
+(ten minutes) for readers that listed them, then the next write or `clean_temporary` deletes
+them. A reader lists
 the files once per connection (a `Snapshot`: per name, only the published generation), so it
 sees the old version of a log or the new one, never a mix; a query that finds a listed file
 deleted under it runs again on the files published now (`LakeConnection`), never an error.
@@ -33,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import os
 import tempfile
 import time
@@ -60,6 +63,9 @@ OBJECT_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "memory")
 GENERATION = "@"
 GENERATIONAL = ("logs", *schemas.PER_LOG_TABLES)
 ORPHAN_AGE_NS = 3600 * 10**9  # an unpublished generation this old has no writer left
+# A superseded generation stays readable this long after its successor began, so that readers
+# that listed it (a snapshot, a view) do not find its files gone (Delta's "retention", short).
+RETAIN_NS = 600 * 10**9
 T = TypeVar("T")
 
 
@@ -354,11 +360,25 @@ class Lake:
         return self._replacing[name]
 
     def _publish_replacement(self, name: str) -> None:
-        """`logs/<name>` of the new generation is written: delete the previous generation's
-        files (a reader that listed them runs its query again, see `LakeConnection`)."""
-        replaced = self._replacing.pop(name)
+        """`logs/<name>` of the new generation is written: delete the generations superseded
+        longer than RETAIN_NS ago. A reader that listed a superseded one moments ago can still
+        open its files (DuckDB opens them when the view is made, and again per query); one
+        slower than that runs its query again (see `LakeConnection`)."""
+        self._replacing.pop(name)
+        self._drop_expired(name)
+
+    def _drop_expired(self, name: str) -> int:
+        """Delete the files of the generations of `name` superseded more than RETAIN_NS ago."""
+        published = self._generations("logs", name)
+        expired = _expired(published, time.time_ns() - RETAIN_NS)
+        removed = 0
         for table in GENERATIONAL:
-            self.delete(_generation_rel(table, name, replaced.previous))
+            for generation in self._generations(table, name):
+                if generation in expired or (
+                    table != "logs" and generation < max(expired, default="")
+                ):
+                    removed += self.delete(_generation_rel(table, name, generation))
+        return removed
 
     def put(self, rel: str, write: Callable[[Path], object]) -> str | Path:
         """Publish the file `rel` (a path inside the lake) that `write(path)` writes, whole.
@@ -530,11 +550,20 @@ class Lake:
         visible = {f.rel for files in snapshot.files.values() for f in files}
         published = {f.unit[0]: f.unit[1] for f in snapshot.files["logs"]}
         recent = time.time_ns() - ORPHAN_AGE_NS
+        logs_generations: dict[str, list[str]] = {}
+        for file in listed["logs"]:
+            logs_generations.setdefault(file.unit[0], []).append(file.unit[1])
+        cutoff = time.time_ns() - RETAIN_NS
         for table in GENERATIONAL:
             for file in listed[table]:
                 name, generation = file.unit
                 if file.rel in visible:
                     continue
+                if name in published and generation < published[name]:
+                    # superseded: kept for readers that listed it, until RETAIN_NS have passed
+                    expired = _expired(sorted(logs_generations.get(name, [])), cutoff)
+                    if generation not in expired and generation >= max(expired, default=""):
+                        continue
                 if name in published and generation > published[name]:
                     # not yet published: a replacement under way, unless its writer is gone
                     writer = generation.rpartition("-")[2]
@@ -802,6 +831,18 @@ def _newest_generations(files: Iterable[LakeFile]) -> list[LakeFile]:
         if name not in newest or generation > newest[name].unit[1]:
             newest[name] = file
     return sorted(newest.values(), key=lambda f: f.rel)
+
+
+def _stamp(generation: str) -> int:
+    """When a generation began (ns); the first generation ("") began at 0."""
+    head = generation.partition("-")[0]
+    return int(head) if head.isdigit() else 0
+
+
+def _expired(generations: list[str], cutoff_ns: int) -> set[str]:
+    """Of the sorted published `generations` of one log, those whose successor began before
+    `cutoff_ns`: no reader listed them since, so their files may go."""
+    return {old for old, new in itertools.pairwise(generations) if _stamp(new) < cutoff_ns}
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -371,6 +372,30 @@ class _Deadline:
         self._timer.cancel()
 
 
+class _CtrlC:
+    """Ctrl-C during a query interrupts DuckDB (which does not look at Python's signals while
+    it runs), then surfaces as KeyboardInterrupt. Only on the main thread, where signals land."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con, self.fired, self._installed, self._previous = con, False, False, None
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.fired = True
+        self.con.interrupt()
+
+    def __enter__(self) -> _CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:  # None: a handler not set from Python; Python's own is the default
+            signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+        if self.fired and exc[0] is None:
+            raise KeyboardInterrupt  # it came after the query had finished
+
+
 def run(
     con: duckdb.DuckDBPyConnection,
     text: str,
@@ -385,11 +410,14 @@ def run(
     `limits.timeout_s` or `limits.memory` is a QueryError naming the setting to raise.
     """
     deadline = _Deadline(con, limits.timeout_s)
+    ctrl_c = _CtrlC(con)
     try:
-        with deadline:
+        with deadline, ctrl_c:
             con.execute(text, params) if params is not None else con.execute(text)
             return fetch(con)
     except (duckdb.Error, RuntimeError) as exc:
+        if ctrl_c.fired:
+            raise KeyboardInterrupt from None
         if deadline.fired:
             raise QueryError(
                 f"{what} stopped after {limits.timeout_s:g} s, the limit [mining] "

@@ -250,3 +250,30 @@ def test_a_lease_whose_holder_stopped_renewing_is_taken_over(s3, capsys):
     assert time.monotonic() - started < 10
     assert "held by another-host:1:gone" in capsys.readouterr().err
     assert not fs.exists(key)
+
+
+def test_hostile_prefixes_in_a_bucket_are_never_read_nor_run(s3, drives, local):
+    """A stranger with write access to the bucket adds prefixes named to break out of a view's
+    quoted name; readers ignore them (CONTRACT §11) and nothing runs."""
+    import fsspec
+
+    import mining
+
+    assert flywheel("ingest", str(drives), "--lake", s3).returncode == 0
+    fs = fsspec.filesystem("s3", use_listings_cache=False)
+    found = fs.find(s3.removeprefix("s3://") + "/scenes")
+    scenes = next(k for k in found if k.endswith(".parquet"))
+    hostile = [
+        "scenes\" AS SELECT 1; COPY (SELECT 42) TO 'pwned.csv'; --",
+        "x'; COPY (SELECT 42) TO 'pwned.csv'; --",
+        "[bold]loud",
+        "lake*",
+    ]
+    for name in hostile:
+        fs.copy(scenes, f"{s3.removeprefix('s3://')}/{name}/evil.parquet")
+    assert sorted(Lake(s3).unknown_folders()) == sorted(hostile)
+    expected = mining.open(local).sql("SELECT count(*) AS n FROM scenes").n[0]
+    assert mining.open(s3).sql("SELECT count(*) AS n FROM scenes").n[0] == expected
+    status = flywheel("status", "--lake", s3)
+    assert status.returncode == 0 and "[bold]loud" in status.stderr
+    assert not Path("pwned.csv").exists()
