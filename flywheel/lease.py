@@ -24,12 +24,12 @@ import email.utils
 import json
 import os
 import socket
-import sys
 import threading
 import time
 import uuid
 from typing import Any
 
+from flywheel import console
 from flywheel.errors import LakeError
 
 DEFAULT_SECONDS = 60.0
@@ -110,11 +110,7 @@ class Lease:
                     continue
             if told != body.get("owner"):
                 told = body.get("owner")
-                print(
-                    f"flywheel: waiting for the lock {self.key} held by {told}",
-                    file=sys.stderr,
-                    flush=True,
-                )
+                console.warn(f"flywheel: waiting for the lock {self.key} held by {told}")
             time.sleep(delay)
             delay = min(1.0, delay * 2)
         self._stop.clear()

@@ -41,7 +41,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import sys
 import time
 import uuid
 from collections import defaultdict
@@ -685,4 +684,4 @@ def _make(kind: str, vectors: np.ndarray, dim: int) -> tuple[Any, dict]:
 
 def warn(message: str) -> None:
     """Index housekeeping goes to stderr, so results on stdout stay clean."""
-    print(f"flywheel index: {message}", file=sys.stderr, flush=True)
+    console.warn(f"flywheel index: {message}")
