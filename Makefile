@@ -16,7 +16,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: demo test lint format bench clean lock
+.PHONY: demo test lint format bench fuzz clean lock
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required: make PYTHON=/path/to/python3.11"'
@@ -56,6 +56,10 @@ test: lint $(LS_INSTALLED) $(CHROMIUM)
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/ingest.py
+
+# the long fuzz run (nightly): random mutations of small valid MCAP, bag and db3 files
+fuzz: $(TEST_INSTALLED)
+	FLYWHEEL_FUZZ_EXAMPLES=$${FLYWHEEL_FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest tests/ingest/test_fuzz.py
 
 # Move the pins on purpose: resolve the newest versions pyproject.toml allows in a scratch venv
 # and write them to the lock; then `make test` proves the suite on them before a commit.
