@@ -154,6 +154,29 @@ class MetricsConfig(_Settings):
     stuck_evaluated_days: float = setting(14.0, ge=0, unit="days, 0 = never")
 
 
+_COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _derived_columns(value: Any) -> bool:
+    return all(
+        isinstance(k, str) and _COLUMN_NAME.fullmatch(k) and isinstance(v, str) and v.strip()
+        for k, v in value.items()
+    )
+
+
+@dataclass(frozen=True)
+class TriggersConfig(_Settings):
+    SECTION = "triggers"
+    # the user's own frame columns: name = one DuckDB expression over the frame's columns,
+    # checked like a trigger's --when (`flywheel trigger columns` lists them)
+    columns: dict[str, str] | None = setting(  # noqa: RUF009 (a field(), like the others)
+        None,
+        check=_derived_columns,
+        allowed="a table of lowercase names to DuckDB expressions, e.g. [triggers.columns] "
+        'closing = "speed * 3.6"',
+    )
+
+
 @dataclass(frozen=True)
 class Config(_Settings):
     lake: str = setting("lake", length=(1, 4096))  # a folder or a URI (s3://bucket/prefix)
@@ -161,6 +184,7 @@ class Config(_Settings):
     mining: MiningConfig = field(default_factory=MiningConfig)
     labeling: LabelingConfig = field(default_factory=LabelingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    triggers: TriggersConfig = field(default_factory=TriggersConfig)
     # where each setting came from, for `flywheel config`
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -173,6 +197,7 @@ SECTIONS: dict[str, type] = {
     "mining": MiningConfig,
     "labeling": LabelingConfig,
     "metrics": MetricsConfig,
+    "triggers": TriggersConfig,
 }
 
 # environment variables read, and the setting each one sets
@@ -225,7 +250,10 @@ def _convert(spec: Field, value: Any, text: bool) -> Any:
         raise _Refused()
     if text and isinstance(value, str) and kind != "str":
         value = _parse(value, kind)
-    if kind == "bool":
+    if kind.startswith("dict"):
+        if not isinstance(value, dict):
+            raise _Refused()
+    elif kind == "bool":
         if type(value) is not bool:
             raise _Refused()
         return value
@@ -416,6 +444,7 @@ __all__ = [
     "LabelingConfig",
     "MetricsConfig",
     "MiningConfig",
+    "TriggersConfig",
     "allowed",
     "check_setting",
     "duckdb_size",

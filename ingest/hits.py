@@ -21,6 +21,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from flywheel import query
+from flywheel.query import Limits
 from flywheel.sql import identifier
 
 NS = 1_000_000_000
@@ -50,8 +52,11 @@ class Frame:
     """The frame table's row order, log ids, times and peak columns, fetched once so that many
     conditions can be evaluated on it (each costs one DuckDB filter and NumPy)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, table: str = "frame") -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, table: str = "frame", limits: Limits | None = None
+    ) -> None:
         self.con, self.name = con, identifier(table)
+        self.limits = limits or Limits.from_config()
         cols = ", ".join(col for _, _, col in PEAKS)
         data = con.sql(f"SELECT log_id, t_ns, {cols} FROM {self.name} ORDER BY rowid").fetchnumpy()
         self.log_ids, self.log = np.unique(
@@ -63,7 +68,14 @@ class Frame:
 
     def mask(self, expr: str) -> np.ndarray:
         """Rows where `expr` is true (null counts as false)."""
-        rows = self.con.sql(f"SELECT rowid FROM {self.name} WHERE ({expr})").fetchnumpy()["rowid"]
+        # the condition is user text (checked before): bounded like every user query
+        rows = query.run(
+            self.con,
+            f"SELECT rowid FROM {self.name} WHERE ({expr})",
+            lambda c: c.fetchnumpy()["rowid"],
+            self.limits,
+            what="trigger condition",
+        )
         mask = np.zeros(self.n, dtype=bool)
         mask[np.asarray(rows, dtype=np.int64)] = True
         return mask

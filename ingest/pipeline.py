@@ -67,6 +67,7 @@ class FileResult:
 class IngestSummary:
     results: list[FileResult]
     seconds: float
+    triggers: dict[str, int] = field(default_factory=dict)  # hits per trigger on the added logs
 
     @property
     def exit_code(self) -> int:
@@ -88,6 +89,7 @@ class IngestSummary:
             "messages": sum(r.message_count for r in self.results),
             "scenes": sum(r.n_scenes for r in self.results),
             "results": [asdict(r) for r in self.results],
+            "triggers": dict(self.triggers),
         }
 
 
@@ -403,7 +405,22 @@ def ingest(
     else:
         _run_on_dask(root, sources, options, workers, scheduler, done)
     results.sort(key=lambda r: r.source_uri)
-    return IngestSummary(results, time.perf_counter() - started)
+    added = [r.log_id for r in results if r.log_id and r.status in ADDED]
+    found = _run_triggers(target, added)
+    return IngestSummary(results, time.perf_counter() - started, found)
+
+
+ADDED = ("ingested", "replaced", "salvaged")  # statuses whose log is published now
+
+
+def _run_triggers(lake: Lake, log_ids: list[str]) -> dict[str, int]:
+    """Every defined trigger on the logs just added (CONTRACT §9): `trigger run` then finds
+    nothing to do for them. The runs publish like ingest: a crash leaves them to the rerun."""
+    from ingest import triggers
+
+    if not log_ids or not triggers.definitions(lake):
+        return {}
+    return triggers.run(lake, log_ids=log_ids)
 
 
 def _run_on_dask(root, sources, options, workers, scheduler, done) -> None:

@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 
 from flywheel import names, schemas
+from flywheel.config import load_config
 from flywheel.errors import InputError
 from flywheel.events import now
 from flywheel.lake import Lake, resolve
@@ -54,6 +55,31 @@ class Trigger:
     def digest(self) -> str:
         body = {k: v for k, v in asdict(self).items() if k not in ("name", "version")}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def derived_columns(derived: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The user's derived frame columns (`[triggers.columns]` in flywheel.toml unless given),
+    each checked as one expression over the frame's own columns."""
+    if derived is None:
+        derived = load_config().triggers.columns or {}
+    clash = sorted(set(derived) & set(signals.NAMES))
+    if clash:
+        raise InputError(
+            f"[triggers.columns] {', '.join(clash)}: already a column of the frame; "
+            "choose another name"
+        )
+    for name, expr in derived.items():
+        check_expression(expr, "frame", signals.NAMES, what=f"[triggers.columns] {name}")
+    return dict(derived)
+
+
+def columns(derived: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+    """The frame's columns with units (`flywheel trigger columns`), the user's own last."""
+    own = derived_columns(derived)
+    return [
+        *({"name": c.name, "unit": c.unit, "description": c.description} for c in signals.COLUMNS),
+        *({"name": n, "unit": "", "description": f"yours: {e}"} for n, e in own.items()),
+    ]
 
 
 def check(
@@ -86,12 +112,12 @@ def define(
     gap_s: float = 0.0,
     then: str | None = None,
     within_s: float | None = None,
-    derived: Iterable[str] = (),
+    derived: Mapping[str, str] | None = None,
 ) -> Trigger:
     """Add a trigger, or a new version of it when its definition changed (same: no-op)."""
     lake = resolve(lake)
     names.check_name(name, "trigger")
-    check(when, for_s, gap_s, then, within_s, derived)
+    check(when, for_s, gap_s, then, within_s, derived_columns(derived))
     with lake.lock(f"trigger-{name}"):
         current = definitions(lake).get(name)
         candidate = Trigger(name, 1, when.strip(), for_s, gap_s, then and then.strip(), within_s)
@@ -131,6 +157,7 @@ def run(
     """Evaluate triggers (all, or `names_`) on every log not yet evaluated for their current
     version (or only `log_ids`); hits found per trigger. Reruns find nothing to do."""
     lake = resolve(lake)
+    derived = derived_columns(derived)
     known = definitions(lake)
     wanted = list(known) if names_ is None else list(names_)
     missing = [n for n in wanted if n not in known]
@@ -152,9 +179,10 @@ def run(
 
 def _pending(lake: Lake, trigger: Trigger, log_ids: Sequence[str] | None) -> list[str]:
     con = lake.connect()
+    # a run older than its log's ingest evaluated content that `ingest --force` replaced
     query = (
-        "SELECT log_id FROM logs WHERE log_id NOT IN (SELECT log_id FROM trigger_runs "
-        'WHERE "trigger" = ? AND version = ?) ORDER BY log_id'
+        "SELECT log_id FROM logs l WHERE log_id NOT IN (SELECT r.log_id FROM trigger_runs r "
+        'WHERE r."trigger" = ? AND r.version = ? AND r."at" >= l.ingested_at) ORDER BY log_id'
     )
     pending = [r[0] for r in con.execute(query, [trigger.name, trigger.version]).fetchall()]
     if log_ids is not None:
@@ -218,6 +246,26 @@ def _build_frame(con, log_ids, derived) -> str:
     return only
 
 
+def evaluate(
+    lake: str | Lake | None,
+    when: str,
+    for_s: float = 0.0,
+    gap_s: float = 0.0,
+    then: str | None = None,
+    within_s: float | None = None,
+    derived: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """The hits of a condition over every log, without defining a trigger (`m.trigger`): the
+    columns of `trigger hits`, `trigger` null, in log and time order."""
+    lake = resolve(lake)
+    derived = derived_columns(derived)
+    check(when, for_s, gap_s, then, within_s, derived)
+    spec = _hits.Spec(when.strip(), for_s, gap_s, then and then.strip(), within_s)
+    found = evaluate_on(lake.connect(), spec, None, derived).to_pandas()
+    found.insert(0, "trigger", pd.Series([None] * len(found), dtype=object))
+    return found
+
+
 def hits(lake: str | Lake | None, name: str, version: int | None = None) -> pd.DataFrame:
     """The hits of trigger `name` (its current version unless `version`), in time order."""
     lake = resolve(lake)
@@ -229,8 +277,11 @@ def hits(lake: str | Lake | None, name: str, version: int | None = None) -> pd.D
         lake.connect()
         .execute(
             # a run's hits are published by its run rows: hits of a run that died before are not
-            'SELECT * FROM trigger_hits WHERE "trigger" = ? AND version = ? '
-            "AND run_id IN (SELECT run_id FROM trigger_runs) ORDER BY log_id, start_ns",
+            # and of a log evaluated again (replaced by ingest --force), the latest run only
+            'SELECT * FROM trigger_hits WHERE "trigger" = ? AND version = ? AND run_id IN '
+            "(SELECT run_id FROM trigger_runs QUALIFY row_number() OVER "
+            '(PARTITION BY "trigger", version, log_id ORDER BY "at" DESC, run_id DESC) = 1) '
+            "ORDER BY log_id, start_ns",
             [name, version],
         )
         .df()

@@ -23,6 +23,7 @@ from flywheel import query as _query
 from flywheel.errors import InputError
 from flywheel.lake import Lake, resolve
 from flywheel.query import Limits
+from ingest import triggers as _triggers
 from mining import index as _index
 from mining import search as _search
 from mining import select as _select
@@ -361,6 +362,40 @@ class Miner:
         label = repr(source) if source else f"<{len(rows)} scenes>"
         extra = f"weight={weight!r}" if weight else None
         return self._frame(rows[picked], gaps, _call("diverse", label, None, None, f"n={n}", extra))
+
+    # -- triggers ----------------------------------------------------------------------------
+    def trigger(
+        self,
+        when: str,
+        for_: float = 0.0,
+        gap: float = 0.0,
+        then: str | None = None,
+        within: float | None = None,
+    ) -> pd.DataFrame:
+        """The hits of a condition over every sample of every log, without saving a trigger:
+        one row per time range (`log_id`, `start_ns`, `end_ns`, the peaks, `scene_ids`).
+
+        `when` is one DuckDB boolean expression over the signal frame (`flywheel trigger
+        columns`); `for_` the seconds it must hold; `gap` bridges short false runs; `then`
+        and `within`: a second condition that must follow within that many seconds.
+
+        >>> m.trigger(when="accel < -4 AND nearest_in_path_pedestrian_m < 15", for_=0.5)  # doctest: +SKIP
+        """  # noqa: E501
+        found = _triggers.evaluate(self.lake, when, for_, gap, then, within)
+        found.attrs["query"] = f"trigger(when={when!r}, for_={for_:g})"
+        return found
+
+    def trigger_scenes(self, name: str) -> pd.DataFrame:
+        """The scenes that overlap the hits of the saved trigger `name` (its current version),
+        each once, in log and time order, with their metadata (`mine trigger NAME`)."""
+        found = _triggers.hits(self.lake, name)
+        ids = list(dict.fromkeys(s for scene_ids in found["scene_ids"] for s in scene_ids))
+        catalog = self.catalog()
+        rows = catalog.rows(ids)
+        rows = rows[rows >= 0]
+        frame = self._frame(rows, np.full(len(rows), np.nan), None)
+        frame.attrs["query"] = f"trigger {name}"
+        return frame
 
     # -- selections --------------------------------------------------------------------------
     def save(
