@@ -266,6 +266,30 @@ def evaluate(
     return found
 
 
+def scene_triggers(lake: str | Lake | None, scene_ids: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Per scene of `scene_ids`, the triggers whose current hits overlap it (sorted names):
+    the `triggers` column a `where` can use, e.g. ``list_contains(triggers, 'hard_brake')``."""
+    con = resolve(lake).connect()
+    order = pa.array(range(len(scene_ids)), pa.int64())
+    con.register("_scenes", pa.table({"scene_id": scene_ids, "i": order}))
+    found = con.sql("""
+        WITH current AS (
+            SELECT name AS "trigger", max(version) AS version FROM triggers GROUP BY name
+        ), runs AS (
+            SELECT run_id FROM trigger_runs QUALIFY row_number() OVER
+              (PARTITION BY "trigger", version, log_id ORDER BY "at" DESC, run_id DESC) = 1
+        ), pairs AS (
+            SELECT DISTINCT h."trigger", unnest(h.scene_ids) AS scene_id
+            FROM trigger_hits h JOIN current USING ("trigger", version)
+            WHERE h.run_id IN (SELECT run_id FROM runs)
+        )
+        SELECT coalesce(list(p."trigger" ORDER BY p."trigger")
+                        FILTER (p."trigger" IS NOT NULL), []) AS names
+        FROM _scenes s LEFT JOIN pairs p USING (scene_id)
+        GROUP BY s.i ORDER BY s.i""").to_arrow_table()
+    return found["names"].combine_chunks().cast(pa.list_(pa.string()))
+
+
 def hits(lake: str | Lake | None, name: str, version: int | None = None) -> pd.DataFrame:
     """The hits of trigger `name` (its current version unless `version`), in time order."""
     lake = resolve(lake)

@@ -57,6 +57,7 @@ def render(report: Report) -> str:
         _cycle(report),
         _wip(report),
         _throughput(report),
+        _triggers(report),
         _vendors(report),
         _lineage(report),
         '<p class="muted">Stage times per CONTRACT §2; a stage\'s latency is its time minus the '
@@ -210,6 +211,26 @@ def _throughput(report: Report) -> str:
         fmt=lambda v: f"{v:,.0f}",
     )
     return f'<h2 id="throughput">Throughput, by week</h2>{chart}'
+
+
+def _triggers(report: Report) -> str:
+    if not report.triggers:
+        return ""
+    weeks = sorted({r["week"] for r in report.triggers})
+    series: dict[str, list] = {}
+    for r in report.triggers:
+        series.setdefault(r["trigger"], [None] * len(weeks))[weeks.index(r["week"])] = r["per_hour"]
+    chart = charts.lines(
+        weeks, series, "triggers", "trigger hits per hour driven, by week driven",
+        fmt=lambda v: f"{v:,.2f}/h",
+    )  # fmt: skip
+    rows = [
+        [r["trigger"], r["week"], f"{r['hits']:,}", f"{r['hours'] or 0:,.1f}",
+         "" if r["per_hour"] is None else f"{r['per_hour']:,.2f}"]
+        for r in report.triggers
+    ]  # fmt: skip
+    table = _table(["trigger", "week", "hits", "hours driven", "hits / hour"], rows, {2, 3, 4})
+    return f'<h2 id="triggers">Triggers, by week driven</h2>{chart}{table}'
 
 
 def _vendors(report: Report) -> str:

@@ -60,6 +60,8 @@ class Report:
     lineage: list[dict[str, Any]]
     alerts: list[dict[str, Any]] = field(default_factory=list)
     histograms: dict[str, list[list[float]]] = field(default_factory=dict)
+    # hits per trigger per week of driving, and per hour driven that week
+    triggers: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,6 +100,7 @@ def build(
         lineage=_lineage(con),
         alerts=[a.as_dict() for a in alerting.evaluate(con, now, config)],
         histograms=_histograms(con, t_since),
+        triggers=_triggers(con, t_since, t_now),
     )
 
 
@@ -179,6 +182,46 @@ def _wip(con: duckdb.DuckDBPyConnection, now: float) -> tuple[dict[str, int], li
         for s in waiting
     ]
     return wip, detail
+
+
+def _triggers(
+    con: duckdb.DuckDBPyConnection, since: float | None, now: float
+) -> list[dict[str, Any]]:
+    """Hits of each trigger's current version per week the logs were driven, with the hours
+    driven that week: a rate that rises after a deployment is news, a count alone is not."""
+    first_week = now - WEEK_S * WEEKS_SHOWN
+    start = max(first_week, since) if since is not None else first_week
+    rows = con.execute(
+        f"""
+        WITH current AS (
+            SELECT name AS "trigger", max(version) AS version FROM triggers GROUP BY name
+        ), runs AS (
+            SELECT run_id FROM trigger_runs QUALIFY row_number() OVER
+              (PARTITION BY "trigger", version, log_id ORDER BY "at" DESC, run_id DESC) = 1
+        ), hits AS (
+            SELECT h."trigger", {_week("h.start_ns / 1e9")} AS week, count(*) AS n
+            FROM trigger_hits h JOIN current USING ("trigger", version)
+            WHERE h.run_id IN (SELECT run_id FROM runs) AND h.start_ns / 1e9 >= $start
+            GROUP BY ALL
+        ), driven AS (
+            SELECT {_week("start_ns / 1e9")} AS week, sum(end_ns - start_ns) / 3.6e12 AS hours
+            FROM logs GROUP BY ALL
+        )
+        SELECT h."trigger", h.week, h.n, d.hours FROM hits h LEFT JOIN driven d USING (week)
+        ORDER BY h."trigger", h.week
+        """,
+        {"start": start},
+    ).fetchall()
+    return [
+        {
+            "trigger": name,
+            "week": iso(week)[:10],
+            "hits": int(n),
+            "hours": hours,
+            "per_hour": n / hours if hours else None,
+        }
+        for name, week, n, hours in rows
+    ]
 
 
 def _throughput(

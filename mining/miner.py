@@ -95,7 +95,7 @@ class Miner:
         self.lake = lake
         self._limits = limits
         self._catalog: Catalog | None = None
-        self._sandbox: tuple[int, duckdb.DuckDBPyConnection] | None = None
+        self._sandbox: tuple[tuple, duckdb.DuckDBPyConnection] | None = None
         self._masks: dict[str, np.ndarray] = {}
         self._loaded_index: _index.Index | None = None
         self._pinned: Catalog | None = None  # the snapshot of the call in progress
@@ -188,8 +188,15 @@ class Miner:
             return None
         catalog = self.catalog()
         _where.check(where)
-        if self._sandbox is None or self._sandbox[0] != id(catalog):
-            self._sandbox = (id(catalog), _where.sandbox(catalog.meta, self.limits))
+        # `triggers` (the saved triggers whose hits overlap a scene) exists only for filters
+        # that name it: computing it costs a read of the hits
+        hits = self.lake.snapshot(["triggers", "trigger_runs", "trigger_hits"])
+        key = (id(catalog), hits if _where.uses_triggers(where) else None)
+        if self._sandbox is None or self._sandbox[0] != key:
+            extra = None
+            if key[1] is not None:
+                extra = {"triggers": _triggers.scene_triggers(self.lake, catalog.meta["scene_id"])}
+            self._sandbox = (key, _where.sandbox(catalog.meta, self.limits, extra))
             self._masks = {}
         # the same filter over the same snapshot gives the same rows: notebooks repeat filters
         if where not in self._masks:

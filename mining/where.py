@@ -22,6 +22,8 @@ flywheel.errors.QueryError: where '1=1; DROP TABLE scenes' is not one expression
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 import numpy as np
 import pyarrow as pa
@@ -38,9 +40,23 @@ def check(expr: str) -> str:
     return query.check_expression(expr, "scenes")
 
 
-def sandbox(meta: pa.Table, limits: Limits | None = None) -> duckdb.DuckDBPyConnection:
-    """A private DuckDB holding only `scenes` (`meta` plus a row number), locked."""
+def uses_triggers(expr: str) -> bool:
+    """Whether `expr` refers to the `triggers` column (the saved triggers whose current hits
+    overlap the scene), e.g. ``list_contains(triggers, 'hard_brake_near_ped')``."""
+    return _TRIGGERS.search(expr) is not None
+
+
+_TRIGGERS = re.compile(r'(?<![\w."])"?triggers"?(?![\w"(])', re.IGNORECASE)
+
+
+def sandbox(
+    meta: pa.Table, limits: Limits | None = None, extra: dict[str, pa.Array] | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A private DuckDB holding only `scenes` (`meta`, any `extra` columns, a row number),
+    locked."""
     con = duckdb.connect(":memory:")
+    for name, column in (extra or {}).items():
+        meta = meta.append_column(name, column)
     source = meta.append_column(ROW, pa.array(np.arange(meta.num_rows, dtype=np.int64)))
     con.register("scenes", source)  # scanned in place: no copy, nothing in DuckDB's memory
     query.lock(con, limits or Limits.from_config())

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,8 +63,19 @@ def planted(drives: Path, lake: Path, kind: str) -> list[tuple[str, int, int]]:
 
 
 def test_trigger_add_list_hits_and_the_planted_hard_brakes(drives, lake):
-    added = flywheel("trigger", "add", "brake", "--when", BRAKE, "--for", "0.3", "--lake", str(lake),
-                     "--format", "json")  # fmt: skip
+    added = flywheel(
+        "trigger",
+        "add",
+        "brake",
+        "--when",
+        BRAKE,
+        "--for",
+        "0.3",
+        "--lake",
+        str(lake),
+        "--format",
+        "json",
+    )
     assert added.returncode == 0, added.stderr
     assert json.loads(added.stdout)["version"] == 1
     listed = json.loads(flywheel("trigger", "list", "--lake", str(lake), "--format", "json").stdout)
@@ -91,18 +103,24 @@ def test_trigger_add_list_hits_and_the_planted_hard_brakes(drives, lake):
 
 
 def test_the_notebook_matches_the_saved_trigger_and_mine_trigger_saves_its_scenes(lake):
-    assert flywheel("trigger", "add", "brake", "--when", BRAKE, "--for", "0.3",
-                    "--lake", str(lake)).returncode == 0  # fmt: skip
+    assert (
+        flywheel(
+            "trigger", "add", "brake", "--when", BRAKE, "--for", "0.3", "--lake", str(lake)
+        ).returncode
+        == 0
+    )
     m = mining.open(lake)
     adhoc = m.trigger(when=BRAKE, for_=0.3)
-    saved = json.loads(flywheel("trigger", "hits", "brake", "--lake", str(lake), "--format",
-                                "json").stdout)  # fmt: skip
+    saved = json.loads(
+        flywheel("trigger", "hits", "brake", "--lake", str(lake), "--format", "json").stdout
+    )
     assert adhoc["trigger"].isna().all() and str(adhoc["start_ns"].dtype) == "int64"
     assert [(r.log_id, r.start_ns, r.end_ns) for r in adhoc.itertuples()] == [
         (h["log_id"], h["start_ns"], h["end_ns"]) for h in saved
     ]
-    mined = flywheel("mine", "trigger", "brake", "--save", "brakes", "--lake", str(lake),
-                     "--format", "json")  # fmt: skip
+    mined = flywheel(
+        "mine", "trigger", "brake", "--save", "brakes", "--lake", str(lake), "--format", "json"
+    )
     assert mined.returncode == 0, mined.stderr
     expected = list(dict.fromkeys(s for h in saved for s in h["scene_ids"]))
     assert [r["scene_id"] for r in json.loads(mined.stdout)] == expected
@@ -135,17 +153,30 @@ def test_ingest_runs_the_triggers_on_the_logs_it_adds(drives, lake):
 
 def test_a_changed_definition_is_a_new_version_and_the_old_hits_stay(lake):
     assert flywheel("trigger", "add", "b", "--when", BRAKE, "--lake", str(lake)).returncode == 0
-    first = json.loads(flywheel("trigger", "hits", "b", "--lake", str(lake), "--format",
-                                "json").stdout)  # fmt: skip
-    changed = flywheel("trigger", "add", "b", "--when", BRAKE, "--for", "1.0", "--lake", str(lake),
-                       "--format", "json")  # fmt: skip
+    first = json.loads(
+        flywheel("trigger", "hits", "b", "--lake", str(lake), "--format", "json").stdout
+    )
+    changed = flywheel(
+        "trigger",
+        "add",
+        "b",
+        "--when",
+        BRAKE,
+        "--for",
+        "1.0",
+        "--lake",
+        str(lake),
+        "--format",
+        "json",
+    )
     assert json.loads(changed.stdout)["version"] == 2
     old = flywheel(
         "trigger", "hits", "b", "--version", "1", "--lake", str(lake), "--format", "json"
     )
     assert json.loads(old.stdout) == first
-    new = json.loads(flywheel("trigger", "hits", "b", "--lake", str(lake), "--format",
-                              "json").stdout)  # fmt: skip
+    new = json.loads(
+        flywheel("trigger", "hits", "b", "--lake", str(lake), "--format", "json").stdout
+    )
     assert len(new) <= len(first) and all(h["end_ns"] - h["start_ns"] >= 1e9 for h in new)
 
 
@@ -170,9 +201,17 @@ def test_columns_list_units_and_the_users_own_columns(tmp_path):
     result = flywheel("trigger", "columns", "--format", "json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = {r["name"]: r for r in json.loads(result.stdout)}
-    for name in ("speed", "accel", "yaw_rate", "nearest_m", "nearest_in_path_m",
-                 "nearest_pedestrian_m", "nearest_cyclist_m", "nearest_vehicle_m",
-                 "nearest_animal_m"):  # fmt: skip
+    for name in (
+        "speed",
+        "accel",
+        "yaw_rate",
+        "nearest_m",
+        "nearest_in_path_m",
+        "nearest_pedestrian_m",
+        "nearest_cyclist_m",
+        "nearest_vehicle_m",
+        "nearest_animal_m",
+    ):
         assert name in rows
     assert rows["speed"]["unit"] == "m/s" and rows["accel"]["unit"] == "m/s²"
     assert "kmh" in rows
@@ -183,10 +222,62 @@ def test_columns_list_units_and_the_users_own_columns(tmp_path):
 
 def test_a_users_column_can_be_used_in_a_trigger(lake, tmp_path):
     (tmp_path / "flywheel.toml").write_text('[triggers.columns]\nbrake_g = "-accel / 9.81"\n')
-    added = flywheel("trigger", "add", "g", "--when", "brake_g > 0.41", "--for", "0.3",
-                     "--lake", str(lake), cwd=tmp_path)  # fmt: skip
+    added = flywheel(
+        "trigger",
+        "add",
+        "g",
+        "--when",
+        "brake_g > 0.41",
+        "--for",
+        "0.3",
+        "--lake",
+        str(lake),
+        cwd=tmp_path,
+    )
     assert added.returncode == 0, added.stderr
-    hits = json.loads(flywheel("trigger", "hits", "g", "--lake", str(lake), "--format", "json",
-                               cwd=tmp_path).stdout)  # fmt: skip
+    hits = json.loads(
+        flywheel(
+            "trigger", "hits", "g", "--lake", str(lake), "--format", "json", cwd=tmp_path
+        ).stdout
+    )
     plain = mining.open(lake).trigger(when="accel < -4.0221", for_=0.3)
     assert len(hits) == len(plain) > 0
+
+
+def test_similar_and_rare_can_filter_on_a_triggers_hits(lake):
+    m = mining.open(lake)
+    assert m.similar(m.sql("SELECT scene_id FROM scenes LIMIT 1").scene_id[0], k=3) is not None
+    where = "list_contains(triggers, 'brake')"
+    assert m.rare(k=5, where=where).empty  # no trigger yet: no scene matches
+    assert (
+        flywheel(
+            "trigger", "add", "brake", "--when", BRAKE, "--for", "0.3", "--lake", str(lake)
+        ).returncode
+        == 0
+    )
+    expected = set(m.trigger_scenes("brake")["scene_id"])
+    assert expected
+    seed = m.sql("SELECT scene_id FROM scenes ORDER BY scene_id LIMIT 1").scene_id[0]
+    found = m.similar(seed, k=100, where=where)
+    assert set(found["scene_id"]) == expected - {seed}
+    assert set(m.rare(k=100, where=where)["scene_id"]) == expected
+    both = m.similar(seed, k=100, where=f"{where} AND max_speed > 0")
+    assert set(both["scene_id"]) <= expected
+
+
+def test_the_report_counts_hits_per_trigger_per_week(lake, tmp_path):
+    assert flywheel("trigger", "add", "brake", "--when", BRAKE, "--lake", str(lake)).returncode == 0
+    hits = json.loads(
+        flywheel("trigger", "hits", "brake", "--lake", str(lake), "--format", "json").stdout
+    )
+    out = tmp_path / "report.html"
+    report = flywheel("report", "--lake", str(lake), "--out", str(out), "--format", "json")
+    assert report.returncode == 0, report.stderr
+    weekly = json.loads(report.stdout)["triggers"]
+    shown = [h for h in hits if h["start_ns"] / 1e9 >= time.time() - 26 * 7 * 86400]
+    assert shown, "no hit in the report's 26 weeks: pick another seed"
+    assert {r["trigger"] for r in weekly} == {"brake"}
+    assert sum(r["hits"] for r in weekly) == len(shown)
+    assert all(r["hours"] > 0 and r["per_hour"] == r["hits"] / r["hours"] for r in weekly)
+    page = out.read_text()
+    assert 'id="triggers"' in page and "hits per hour driven" in page
