@@ -102,7 +102,7 @@ REFUSED = [
     ("metrics", "stuck_trained_days", "-7", ">= 0"),
     ("metrics", "stuck_evaluated_days", "true", "number"),
     ("triggers", "columns", "3", "a table of lowercase names"),
-    ("triggers", "columns", "{ KMH = \"speed\" }", "a table of lowercase names"),
+    ("triggers", "columns", '{ KMH = "speed" }', "a table of lowercase names"),
     ("", "lake", "3", "text"),
     ("", "lake", '""', "1 to"),
     ("", "lake", "true", "text"),
