@@ -603,18 +603,33 @@ def trigger_list(lake, fmt) -> None:
 
 @trigger.command("run")
 @click.argument("names", nargs=-1)
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=None,
+    help="Local worker processes (Dask).  [default: [ingest] workers]",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="ADDRESS",
+    help="Run on this Dask cluster's workers (they must see the lake).",
+)
 @lake_option
 @format_option
 @expected_errors
-def trigger_run(names, lake, fmt) -> None:
+def trigger_run(names, workers, scheduler, lake, fmt) -> None:
     """Evaluate triggers (all, or NAMES) on every log not yet evaluated for their version.
 
-    Example: flywheel trigger run brake_ped
+    Example: flywheel trigger run brake_ped --workers 2
     """
     from ingest import triggers
 
-    lake = load_config({"lake": lake}).lake
-    found = triggers.run(lake, list(names) or None)
+    config = load_config({"lake": lake, "ingest.workers": workers})
+    lake = config.lake
+    found = triggers.run(
+        lake, list(names) or None, workers=config.ingest.workers, scheduler=scheduler
+    )
     if fmt == "json":
         console.print_json(found)
         return

@@ -153,9 +153,16 @@ def run(
     names_: Sequence[str] | None = None,
     log_ids: Sequence[str] | None = None,
     derived: Mapping[str, str] | None = None,
+    workers: int = 1,
+    scheduler: str | None = None,
 ) -> dict[str, int]:
     """Evaluate triggers (all, or `names_`) on every log not yet evaluated for their current
-    version (or only `log_ids`); hits found per trigger. Reruns find nothing to do."""
+    version (or only `log_ids`); hits found per trigger. Reruns find nothing to do.
+
+    With `workers` > 1 the logs are split over that many local processes (Dask, like
+    ingest), with `scheduler` over a Dask cluster's workers (which must see the lake); each
+    part is its own run, published by its own `trigger_runs` rows.
+    """
     lake = resolve(lake)
     derived = derived_columns(derived)
     known = definitions(lake)
@@ -171,10 +178,32 @@ def run(
         trigger = known[name]
         with lake.lock(f"trigger-{name}"):
             todo = _pending(lake, trigger, log_ids)
-            found[name] = 0
-            for start in range(0, len(todo), LOGS_PER_RUN):
-                found[name] += _run_logs(lake, trigger, todo[start : start + LOGS_PER_RUN], derived)
+            parts = max(1, workers) if scheduler is None else max(2, workers)
+            size = max(1, min(LOGS_PER_RUN, -(-len(todo) // parts)))
+            chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+            if (workers <= 1 and scheduler is None) or len(chunks) <= 1:
+                found[name] = sum(_run_logs(lake, trigger, c, derived) for c in chunks)
+            else:
+                found[name] = _run_on_dask(lake, trigger, chunks, derived, workers, scheduler)
     return found
+
+
+def _run_chunk(root: str, trigger: Trigger, log_ids: list[str], derived) -> int:
+    """One part of a parallel run, in a worker process."""
+    return _run_logs(Lake(root), trigger, log_ids, derived)
+
+
+def _run_on_dask(lake, trigger, chunks, derived, workers, scheduler) -> int:
+    import dask
+
+    tasks = [dask.delayed(_run_chunk, pure=False)(lake.uri, trigger, c, derived) for c in chunks]
+    if scheduler:
+        from flywheel.cluster import client as cluster_client
+
+        with cluster_client(scheduler) as client:
+            return sum(client.gather(client.compute(tasks)))
+    with dask.config.set({"multiprocessing.context": "forkserver"}):
+        return sum(dask.compute(*tasks, scheduler="processes", num_workers=workers))
 
 
 def _pending(lake: Lake, trigger: Trigger, log_ids: Sequence[str] | None) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -281,3 +282,23 @@ def test_the_report_counts_hits_per_trigger_per_week(lake, tmp_path):
     assert all(r["hours"] > 0 and r["per_hour"] == r["hits"] / r["hours"] for r in weekly)
     page = out.read_text()
     assert 'id="triggers"' in page and "hits per hour driven" in page
+
+
+def test_a_parallel_run_gives_the_hits_of_a_serial_one(lake, tmp_path):
+    from ingest import triggers
+
+    other = tmp_path / "parallel"
+    shutil.copytree(lake, other)
+    for root in (lake, other):
+        triggers.define(root, "brake", BRAKE, for_s=0.3)
+        triggers.define(root, "near", "nearest_m < 15")
+    serial = triggers.run(lake)
+    ran = flywheel("trigger", "run", "--workers", "2", "--lake", str(other), "--format", "json")
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == serial
+    for name in ("brake", "near"):
+        columns = ["log_id", "start_ns", "end_ns"]
+        a, b = triggers.hits(lake, name)[columns], triggers.hits(other, name)[columns]
+        assert a.equals(b)
+    runs = Lake(other).connect().execute("SELECT count(DISTINCT run_id) FROM trigger_runs")
+    assert runs.fetchone()[0] == 4  # two parts per trigger, each its own run
