@@ -35,6 +35,19 @@ from ingest import signals
 
 LOGS_PER_RUN = 200  # logs evaluated per frame: bounds memory at ~200 logs of samples
 
+# The runs whose hits count: per (trigger, version, log) the latest one, since a log replaced
+# by `ingest --force` is evaluated again and the earlier run's hits describe old content.
+LATEST_RUNS = (
+    "SELECT run_id FROM trigger_runs QUALIFY row_number() OVER "
+    '(PARTITION BY "trigger", version, log_id ORDER BY "at" DESC, run_id DESC) = 1'
+)
+# The hits of each trigger's current version, from its latest runs (SQL over the lake's views).
+CURRENT_HITS = (
+    'SELECT h.* FROM trigger_hits h JOIN (SELECT name AS "trigger", max(version) AS version '
+    'FROM triggers GROUP BY name) USING ("trigger", version) '
+    f"WHERE h.run_id IN ({LATEST_RUNS})"
+)
+
 
 @dataclass(frozen=True)
 class Trigger:
@@ -301,16 +314,9 @@ def scene_triggers(lake: str | Lake | None, scene_ids: pa.ChunkedArray | pa.Arra
     con = resolve(lake).connect()
     order = pa.array(range(len(scene_ids)), pa.int64())
     con.register("_scenes", pa.table({"scene_id": scene_ids, "i": order}))
-    found = con.sql("""
-        WITH current AS (
-            SELECT name AS "trigger", max(version) AS version FROM triggers GROUP BY name
-        ), runs AS (
-            SELECT run_id FROM trigger_runs QUALIFY row_number() OVER
-              (PARTITION BY "trigger", version, log_id ORDER BY "at" DESC, run_id DESC) = 1
-        ), pairs AS (
-            SELECT DISTINCT h."trigger", unnest(h.scene_ids) AS scene_id
-            FROM trigger_hits h JOIN current USING ("trigger", version)
-            WHERE h.run_id IN (SELECT run_id FROM runs)
+    found = con.sql(f"""
+        WITH pairs AS (
+            SELECT DISTINCT "trigger", unnest(scene_ids) AS scene_id FROM ({CURRENT_HITS})
         )
         SELECT coalesce(list(p."trigger" ORDER BY p."trigger")
                         FILTER (p."trigger" IS NOT NULL), []) AS names
@@ -331,10 +337,8 @@ def hits(lake: str | Lake | None, name: str, version: int | None = None) -> pd.D
         .execute(
             # a run's hits are published by its run rows: hits of a run that died before are not
             # and of a log evaluated again (replaced by ingest --force), the latest run only
-            'SELECT * FROM trigger_hits WHERE "trigger" = ? AND version = ? AND run_id IN '
-            "(SELECT run_id FROM trigger_runs QUALIFY row_number() OVER "
-            '(PARTITION BY "trigger", version, log_id ORDER BY "at" DESC, run_id DESC) = 1) '
-            "ORDER BY log_id, start_ns",
+            'SELECT * FROM trigger_hits WHERE "trigger" = ? AND version = ? '
+            f"AND run_id IN ({LATEST_RUNS}) ORDER BY log_id, start_ns",
             [name, version],
         )
         .df()

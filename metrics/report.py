@@ -32,6 +32,7 @@ import duckdb
 from flywheel.config import MetricsConfig, load_config
 from flywheel.events import now as utc_now
 from flywheel.lake import Lake, resolve
+from ingest.triggers import CURRENT_HITS
 from metrics import alerts as alerting
 from metrics._units import duration, iso
 from metrics.cycle import STAGES, connect
@@ -193,16 +194,9 @@ def _triggers(
     start = max(first_week, since) if since is not None else first_week
     rows = con.execute(
         f"""
-        WITH current AS (
-            SELECT name AS "trigger", max(version) AS version FROM triggers GROUP BY name
-        ), runs AS (
-            SELECT run_id FROM trigger_runs QUALIFY row_number() OVER
-              (PARTITION BY "trigger", version, log_id ORDER BY "at" DESC, run_id DESC) = 1
-        ), hits AS (
-            SELECT h."trigger", {_week("h.start_ns / 1e9")} AS week, count(*) AS n
-            FROM trigger_hits h JOIN current USING ("trigger", version)
-            WHERE h.run_id IN (SELECT run_id FROM runs) AND h.start_ns / 1e9 >= $start
-            GROUP BY ALL
+        WITH hits AS (
+            SELECT "trigger", {_week("start_ns / 1e9")} AS week, count(*) AS n
+            FROM ({CURRENT_HITS}) WHERE start_ns / 1e9 >= $start GROUP BY ALL
         ), driven AS (
             SELECT {_week("start_ns / 1e9")} AS week, sum(end_ns - start_ns) / 3.6e12 AS hours
             FROM logs GROUP BY ALL
