@@ -65,12 +65,13 @@ def selection_lake(drives, tmp_path_factory) -> Path:
     return root
 
 
-def flywheel(*args: str) -> subprocess.CompletedProcess:
-    """`flywheel ARGS…` in a fresh process, to the end."""
+def flywheel(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`flywheel ARGS…` in a fresh process (in `cwd`, where its flywheel.toml is), to the end."""
     return subprocess.run(
         [sys.executable, "-m", "flywheel.cli", *args],
         capture_output=True,
         text=True,
+        cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         timeout=300,
     )

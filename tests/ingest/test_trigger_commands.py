@@ -4,10 +4,7 @@ notebook's m.trigger, mine trigger --save, and ingest running the triggers on lo
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,20 +13,9 @@ import pytest
 import mining
 from flywheel.lake import Lake
 from ingest import generate, ingest
+from tests.faults.conftest import flywheel
 
-ROOT = Path(__file__).resolve().parents[2]
 BRAKE = "accel < -4"
-
-
-def flywheel(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "flywheel.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from flywheel import query
 from flywheel.errors import QueryError
 from flywheel.query import Limits
 from ingest import triggers
+from tests.faults.conftest import flywheel
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,18 +69,6 @@ def state(*roots: Path) -> dict:
     }
 
 
-def cli(*args: str, cwd: Path | None = None, **popen) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "flywheel.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=300,
-        **popen,
-    )
-
-
 @pytest.fixture
 def outside(tmp_path) -> Path:
     out = tmp_path / "outside"
@@ -95,7 +84,7 @@ def test_writes_and_reads_outside_the_lake_are_refused_everywhere(base_lake, out
     before = state(base_lake, outside)
     with pytest.raises(QueryError):
         miner.sql(text)
-    result = cli("mine", "sql", text, "--lake", str(base_lake))
+    result = flywheel("mine", "sql", text, "--lake", str(base_lake))
     assert result.returncode in (1, 2), result.stdout
     assert "Traceback" not in result.stderr and "refused" in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 2  # an error and its hint, no dump
@@ -160,11 +149,11 @@ def test_a_runaway_query_stops_at_its_limit(base_lake):
 
 def test_limits_come_from_flywheel_toml_and_the_cli_exits_1(base_lake, tmp_path):
     (tmp_path / "flywheel.toml").write_text('[mining]\nquery_timeout_s = 1\nquery_memory = "4GB"\n')
-    result = cli("mine", "sql", EIGHT_WAY, "--lake", str(base_lake), cwd=tmp_path)
+    result = flywheel("mine", "sql", EIGHT_WAY, "--lake", str(base_lake), cwd=tmp_path)
     assert result.returncode == 1
     assert "query_timeout_s" in result.stderr and "Traceback" not in result.stderr
     (tmp_path / "flywheel.toml").write_text("[mining]\nquery_timeout_s = -1\n")
-    bad = cli("mine", "sql", "SELECT 1", "--lake", str(base_lake), cwd=tmp_path)
+    bad = flywheel("mine", "sql", "SELECT 1", "--lake", str(base_lake), cwd=tmp_path)
     assert bad.returncode == 2 and "query_timeout_s" in bad.stderr
 
 
