@@ -93,6 +93,28 @@ class Scan:
 
 
 MAX_PROBLEMS = 20  # a shredded file would otherwise give a reason of megabytes
+
+
+def chunk_outcome(
+    pos: int, got: int, listed: int | None, why: str | None
+) -> tuple[int, str | None]:
+    """What reading the chunk at byte `pos` says, for every container alike: (messages known
+    lost, the problem line or None). `got` messages landed, its index lists `listed` (None:
+    not recorded), `why` is the damage found (None: the chunk read whole)."""
+    at = f"the chunk at byte {pos:,}"
+    if why is None:
+        if listed is not None and got < listed:
+            return listed - got, f"{at} holds {got:,} messages, its index lists {listed:,}"
+        return 0, None
+    if listed is not None:
+        lost = max(listed - got, 0)
+        return lost, f"{at} is damaged ({why}): {got:,} of its {listed:,} messages recovered"
+    return (
+        0,
+        f"{at} is damaged ({why}): {got:,} messages recovered, how many it held is not recorded",
+    )
+
+
 MAX_TIME = 2**63 - 1  # log times are int64 ns in the lake
 
 

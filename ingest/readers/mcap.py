@@ -21,7 +21,7 @@ import zlib
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
-from ingest.readers._collect import Scan, _Collector
+from ingest.readers._collect import Scan, _Collector, chunk_outcome
 from ingest.readers._io import decompress
 
 MAGIC = b"\x89MCAP0\r\n"
@@ -508,23 +508,12 @@ class _Reader:
         else:
             self._careful(records, 0, self._entries(indexes))
         got = self.c.total + self.unattributed - before
-        if why is None:
-            if listed is not None and got < listed:
-                self.known_lost += listed - got
-                self.scan.problem(
-                    f"the chunk at byte {pos:,} holds {got:,} messages, its index lists {listed:,}"
-                )
-        elif listed is not None:
-            self.known_lost += max(listed - got, 0)
-            self.scan.problem(
-                f"the chunk at byte {pos:,} is damaged ({why}): {got:,} of its {listed:,} "
-                "messages recovered"
-            )
-        elif why is not None:
-            self._damaged(
-                f"the chunk at byte {pos:,} is damaged ({why}): {got:,} messages recovered, "
-                "how many it held is not recorded",
-            )
+        lost, text = chunk_outcome(pos, got, listed, why)
+        self.known_lost += lost
+        if text and listed is None:  # damaged, and nothing says how many it held
+            self._damaged(text)
+        elif text:
+            self.scan.problem(text)
         return after
 
     def _indexes_after(self, pos: int) -> tuple[int, list[tuple[int, int, int]]]:

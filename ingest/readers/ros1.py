@@ -16,7 +16,7 @@ import struct
 from bisect import bisect_right
 from operator import itemgetter
 
-from ingest.readers._collect import Scan, _Collector
+from ingest.readers._collect import Scan, _Collector, chunk_outcome
 from ingest.readers._io import decompress
 
 MAGIC = b"#ROSBAG V2.0\n"
@@ -361,25 +361,12 @@ class _Reader:
         else:
             self._careful(raw, 0, indexes)
         got = self.c.total - before
-        if why is None:
-            if listed is not None and got < listed:
-                self.known_lost += listed - got
-                self.scan.problem(
-                    f"the chunk at byte {pos:,} holds {got:,} messages, its index lists {listed:,}"
-                )
-        elif listed is not None:
-            self.known_lost += max(listed - got, 0)
-            self.scan.problem(
-                f"the chunk at byte {pos:,} is damaged ({why}): {got:,} of its {listed:,} "
-                "messages recovered"
-            )
-        else:
-            self._lost(
-                pos,
-                None,
-                f"the chunk at byte {pos:,} is damaged ({why}): {got:,} messages recovered, how "
-                "many it held is not recorded",
-            )
+        lost, text = chunk_outcome(pos, got, listed, why)
+        self.known_lost += lost
+        if text and listed is None:  # damaged, and nothing says how many it held
+            self._lost(pos, None, text)
+        elif text:
+            self.scan.problem(text)
         return after
 
     def _indexes_after(self, pos: int, end: int) -> tuple[int, dict[int, tuple[int, int]] | None]:
