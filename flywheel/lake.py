@@ -215,6 +215,9 @@ class Lake:
             )
         if "logs" not in wanted and set(wanted) & set(schemas.PER_LOG_TABLES):
             wanted.append("logs")  # it decides which of their files are published
+        for table, (_, publisher) in schemas.PUBLISHED_BY.items():
+            if table in wanted and publisher not in wanted:
+                wanted.append(publisher)
         listed = self._list(wanted)
         logs = _newest_generations(listed.get("logs", []))
         published = {f.unit[0]: f.unit[1] for f in logs}
@@ -630,8 +633,9 @@ class Lake:
     def _create_views(self, con: duckdb.DuckDBPyConnection, snapshot: Snapshot) -> None:
         """(Re)create the views of `snapshot` on `con`: each reads exactly its listed files."""
         logs = bool(snapshot.files.get("logs"))
-        # `logs` first: the per-log views refer to it
-        for table in sorted(snapshot.tables, key=lambda t: (t != "logs", t)):
+        publishers = {p for _, p in schemas.PUBLISHED_BY.values()}
+        # `logs` and the other publishers first: the views they publish refer to them
+        for table in sorted(snapshot.tables, key=lambda t: (t != "logs", t not in publishers, t)):
             files = snapshot.files[table]
             if files:
                 nested = any(f.rel.count("/") > 1 for f in files)
@@ -651,6 +655,14 @@ class Lake:
             query = f"SELECT * FROM {source}"
             if table in schemas.PER_LOG_TABLES:
                 query += " WHERE log_id IN (SELECT log_id FROM logs)" if logs else " WHERE false"
+            elif table in schemas.PUBLISHED_BY:
+                key, publisher = schemas.PUBLISHED_BY[table]
+                query += (
+                    f" WHERE {identifier(key)} IN (SELECT {identifier(key)} FROM "
+                    f"{identifier(publisher)})"
+                    if snapshot.files.get(publisher)
+                    else " WHERE false"
+                )
             con.execute(f"CREATE OR REPLACE VIEW {identifier(table)} AS {query}")
 
     def read(self, table: str, columns: list[str] | None = None) -> pa.Table:

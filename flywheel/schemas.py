@@ -1,8 +1,14 @@
 """The lake's tables: one Arrow schema per table, declared once (CONTRACT §2).
 
-Each schema lists the columns every row of that table has. Writers may add columns
-(``ego`` and ``scenes`` carry more than the contract requires); `check` verifies that a
-table holds at least these columns with these types and names the column that is wrong.
+Every table of the lake, the stages' own included (labeling's `batches`, `tasks`, `labels`),
+has its full schema here, and every writer and reader uses it: `Lake.write` passes each
+table through `conform`, so every Parquet file of a table has exactly the declared columns,
+in the declared order, with the declared types. Other tools can then read a table without
+Flywheel, e.g. ``read_parquet('lake/scenes/**/*.parquet', hive_partitioning = true)``.
+
+`REQUIRED` names the columns a writer must give; the others are optional: `conform` fills
+the ones a writer leaves out with nulls (unknown). A column that is not declared is refused:
+a new column is declared here first. `TAGS` is every value that may appear in `scenes.tags`.
 """
 
 from __future__ import annotations
@@ -10,204 +16,349 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from flywheel.errors import LakeError
 
 UTC_TS = pa.timestamp("us", tz="UTC")
+_S = pa.string()
+_F = pa.float64()
+_I = pa.int64()
+_TEXTS = pa.list_(pa.string())
 
+# --- the tag vocabulary -------------------------------------------------------------------------
+# The tags ingest derives from a scene's features (ingest.scenes), in the order of the default
+# embedder's one-hot block (ingest.embed): appending one changes every embedding.
+DETECTED_TAGS = (
+    "hard_brake",
+    "near_miss",
+    "pedestrian_in_path",
+    "cyclist_in_path",
+    "cut_in",
+    "animal",
+    "unknown_object",
+    "stopped",
+    "high_speed",
+    "sharp_turn",
+    "night",
+)
+# the tag of the scenes metrics.history simulates (the demo's past weeks), never detected
+SIMULATED_HISTORY = "simulated_history"
+# Every value that may appear in `scenes.tags`: `conform` refuses any other.
+TAGS = (*DETECTED_TAGS, SIMULATED_HISTORY)
+
+# --- the tables ---------------------------------------------------------------------------------
 SCHEMAS: dict[str, pa.Schema] = {
     "logs": pa.schema(
         [
-            ("log_id", pa.string()),
-            ("source_uri", pa.string()),
-            ("bytes", pa.int64()),
-            ("message_count", pa.int64()),
-            ("start_ns", pa.int64()),
-            ("end_ns", pa.int64()),
-            ("ingested_at", UTC_TS),
+            ("log_id", _S),
+            ("source_uri", _S),
+            ("bytes", _I),
+            ("message_count", _I),
             # what the file's own index, statistics or metadata list (null when nothing says),
             # and whether every one of them landed (CONTRACT §11)
-            ("expected_messages", pa.int64()),
+            ("expected_messages", _I),
             ("complete", pa.bool_()),
+            ("start_ns", _I),
+            ("end_ns", _I),
+            ("ingested_at", UTC_TS),
+            ("sha256", _S),  # of the file's content; log_id is its prefix
+            ("format", _S),  # mcap | rosbag2 | ros1 …
+            ("status", _S),  # ok | salvaged | no_recognised_topics
+            ("topics", _S),  # JSON: [{topic, msgtype, encoding, count, kind, table}]
+            ("n_scenes", _I),
+            ("scene_seconds", _F),
+            ("embedding_version", _S),
+            ("notes", _TEXTS),  # warnings of the decode, for people
         ]
     ),
     "ego": pa.schema(
         [
-            ("log_id", pa.string()),
-            ("t_ns", pa.int64()),
-            ("x", pa.float64()),
-            ("y", pa.float64()),
-            ("yaw", pa.float64()),
-            ("speed", pa.float64()),
-            ("accel", pa.float64()),
-            ("yaw_rate", pa.float64()),
+            ("log_id", _S),
+            ("t_ns", _I),  # the time base (header stamp or log time, see docs/ingest.md)
+            ("stamp_ns", _I),  # the message header's stamp (0 without)
+            ("log_time_ns", _I),  # when the recorder logged it
+            ("x", _F),
+            ("y", _F),
+            ("z", _F),
+            ("yaw", _F),
+            ("speed", _F),
+            ("accel", _F),
+            ("yaw_rate", _F),
+            ("frame_id", _S),
         ]
     ),
     "gnss": pa.schema(
         [
-            ("log_id", pa.string()),
-            ("t_ns", pa.int64()),
-            ("lat", pa.float64()),
-            ("lon", pa.float64()),
-            ("alt", pa.float64()),
+            ("log_id", _S),
+            ("t_ns", _I),
+            ("stamp_ns", _I),
+            ("log_time_ns", _I),
+            ("lat", _F),
+            ("lon", _F),
+            ("alt", _F),
+            ("status", _I),  # NavSatStatus: -1 no fix
         ]
     ),
     "imu": pa.schema(
         [
-            ("log_id", pa.string()),
-            ("t_ns", pa.int64()),
-            ("ax", pa.float64()),
-            ("ay", pa.float64()),
-            ("az", pa.float64()),
-            ("wx", pa.float64()),
-            ("wy", pa.float64()),
-            ("wz", pa.float64()),
+            ("log_id", _S),
+            ("t_ns", _I),
+            ("stamp_ns", _I),
+            ("log_time_ns", _I),
+            ("ax", _F),
+            ("ay", _F),
+            ("az", _F),
+            ("wx", _F),
+            ("wy", _F),
+            ("wz", _F),
         ]
     ),
     "objects": pa.schema(
         [
-            ("log_id", pa.string()),
-            ("t_ns", pa.int64()),
-            ("track_id", pa.string()),
-            ("category", pa.string()),
-            ("x", pa.float64()),
-            ("y", pa.float64()),
-            ("distance", pa.float64()),
-            ("length", pa.float64()),
-            ("width", pa.float64()),
-            ("score", pa.float64()),
+            ("log_id", _S),
+            ("t_ns", _I),
+            ("stamp_ns", _I),
+            ("log_time_ns", _I),
+            ("track_id", _S),
+            ("category", _S),
+            ("x", _F),  # ego frame: x forward, y left
+            ("y", _F),
+            ("z", _F),
+            ("distance", _F),
+            ("length", _F),
+            ("width", _F),
+            ("height", _F),
+            ("score", _F),
+            ("frame_id", _S),  # the frame the detection was logged in
         ]
     ),
+    # One row per fixed time window of a log (ingest.scenes builds every column but the last
+    # two, which the embedder adds). Nullable floats are null when there is nothing to measure.
     "scenes": pa.schema(
         [
-            ("scene_id", pa.string()),
-            ("log_id", pa.string()),
-            ("start_ns", pa.int64()),
-            ("end_ns", pa.int64()),
-            ("max_speed", pa.float64()),
-            ("min_accel", pa.float64()),
-            ("min_object_distance", pa.float64()),
-            ("n_tracks", pa.int64()),
-            ("n_pedestrians", pa.int64()),
-            ("n_vehicles", pa.int64()),
-            ("tags", pa.list_(pa.string())),
+            ("scene_id", _S),
+            ("log_id", _S),
+            ("start_ns", _I),  # window [start_ns, end_ns)
+            ("end_ns", _I),
+            ("duration_s", _F),
+            ("n_ego_samples", _I),
+            ("max_speed", _F),  # m/s
+            ("mean_speed", _F),
+            ("distance_m", _F),  # integral of speed over the window
+            ("min_accel", _F),  # m/s², most negative longitudinal acceleration
+            ("max_decel", _F),  # max(0, -min_accel)
+            ("max_jerk", _F),  # m/s³, |d accel / dt|
+            ("max_abs_yaw_rate", _F),  # rad/s
+            ("max_lateral_accel", _F),  # m/s², |speed * yaw_rate|
+            ("n_objects", _I),  # detections
+            ("n_tracks", _I),  # distinct track ids
+            ("n_vehicles", _I),
+            ("n_cars", _I),
+            ("n_trucks", _I),
+            ("n_buses", _I),
+            ("n_motorcycles", _I),
+            ("n_pedestrians", _I),
+            ("n_cyclists", _I),
+            ("n_animals", _I),
+            ("n_other", _I),  # tracks of a category outside ingest.scenes.KNOWN_CATEGORIES
+            ("min_object_distance", _F),  # m; null without objects
+            ("n_in_path", _I),  # distinct tracks ever in the ego path corridor
+            ("min_in_path_distance", _F),  # m ahead (x); null when nothing was in the path
+            ("min_ttc_s", _F),  # s; null when nothing in the path closed in
+            ("max_track_lateral_speed", _F),  # m/s of tracks within NEARBY_M; null when none
+            ("categories", _TEXTS),  # sorted distinct categories
+            ("tags", _TEXTS),  # values of TAGS, in TAGS order
+            ("start_hour_local", _F),  # solar hour at the window start (UTC when no GNSS)
+            ("is_night", pa.bool_()),  # null without any GNSS fix in the log (no place, no night)
+            ("lat", _F),  # window mean of valid GNSS fixes; null without
+            ("lon", _F),
+            ("keyframe_t_ns", _I),  # first camera frame in the window; null without
             ("embedding", pa.list_(pa.float32())),
-            ("embedding_version", pa.string()),
+            ("embedding_version", _S),
         ]
     ),
     "quarantine": pa.schema(
         [
-            ("source_uri", pa.string()),
-            ("reason", pa.string()),
+            ("source_uri", _S),
+            ("reason", _S),
             ("at", UTC_TS),
-            ("sha256", pa.string()),
-            ("bytes", pa.int64()),
+            ("sha256", _S),
+            ("bytes", _I),
         ]
     ),
     "selections": pa.schema(
         [
-            ("selection", pa.string()),
-            ("scene_id", pa.string()),
-            ("score", pa.float64()),
-            ("rank", pa.int64()),
-            ("query", pa.string()),
+            ("selection", _S),
+            ("scene_id", _S),
+            ("score", _F),
+            ("rank", _I),
+            ("query", _S),
             ("created_at", UTC_TS),
+        ]
+    ),
+    # labeling's outbox (labeling/_store.py): one row per scene of a batch, one file per batch,
+    # rewritten as its `state` moves planned | pending_approval -> submitting -> submitted
+    "batches": pa.schema(
+        [
+            ("batch_id", _S),
+            ("vendor", _S),
+            ("selection", _S),
+            ("state", _S),
+            ("priority", _I),
+            ("position", _I),
+            ("scene_id", _S),
+            ("score", _F),
+            ("rank", _I),
+            ("task_key", _S),
+            ("data", _S),  # JSON: what the vendor receives
+            ("price_per_task", _F),
+            ("cost", _F),  # the whole batch's
+            ("sla_s", _F),  # the vendor's SLA when the batch was planned
+            ("external_id", _S),
+            ("created_at", UTC_TS),
+            ("approved_at", UTC_TS),
+            ("submitted_at", UTC_TS),  # when the batch was committed as submitted (local clock)
+            ("updated_at", UTC_TS),
         ]
     ),
     "tasks": pa.schema(
         [
-            ("batch_id", pa.string()),
-            ("scene_id", pa.string()),
-            ("vendor", pa.string()),
-            ("external_id", pa.string()),
-            ("status", pa.string()),
+            ("batch_id", _S),
+            ("scene_id", _S),
+            ("vendor", _S),
+            ("external_id", _S),
+            ("status", _S),
             ("submitted_at", UTC_TS),
             ("completed_at", UTC_TS),
+            ("task_key", _S),
+            ("selection", _S),
+            ("synced_at", UTC_TS),  # null until a sync saw the task at the vendor (vendor times)
         ]
     ),
     "labels": pa.schema(
         [
-            ("batch_id", pa.string()),
-            ("scene_id", pa.string()),
-            ("vendor", pa.string()),
-            ("annotator", pa.string()),
-            ("result", pa.string()),
+            ("batch_id", _S),
+            ("scene_id", _S),
+            ("vendor", _S),
+            ("annotator", _S),
+            ("result", _S),
             ("completed_at", UTC_TS),
+            ("external_id", _S),
+            ("task_key", _S),
         ]
     ),
     "events": pa.schema(
         [
-            ("entity_id", pa.string()),
-            ("stage", pa.string()),
+            ("entity_id", _S),
+            ("stage", _S),
             ("at", UTC_TS),
-            ("attrs", pa.string()),
+            ("attrs", _S),
         ]
     ),
     # triggers (ingest.triggers): one row per version of a definition
     "triggers": pa.schema(
         [
-            ("name", pa.string()),
-            ("version", pa.int64()),
-            ("when", pa.string()),
-            ("for_s", pa.float64()),
-            ("gap_s", pa.float64()),
-            ("then", pa.string()),
-            ("within_s", pa.float64()),
-            ("digest", pa.string()),
+            ("name", _S),
+            ("version", _I),
+            ("when", _S),
+            ("for_s", _F),
+            ("gap_s", _F),
+            ("then", _S),
+            ("within_s", _F),
+            ("digest", _S),
             ("added_at", UTC_TS),
         ]
     ),
     # one row per (trigger version, log) evaluated: it publishes that run's hits
     "trigger_runs": pa.schema(
         [
-            ("run_id", pa.string()),
-            ("trigger", pa.string()),
-            ("version", pa.int64()),
-            ("log_id", pa.string()),
-            ("hits", pa.int64()),
+            ("run_id", _S),
+            ("trigger", _S),
+            ("version", _I),
+            ("log_id", _S),
+            ("hits", _I),
             ("at", UTC_TS),
         ]
     ),
     "trigger_hits": pa.schema(
         [
-            ("trigger", pa.string()),
-            ("version", pa.int64()),
-            ("run_id", pa.string()),
-            ("log_id", pa.string()),
-            ("start_ns", pa.int64()),
-            ("end_ns", pa.int64()),
-            ("max_speed", pa.float64()),
-            ("min_accel", pa.float64()),
-            ("min_nearest_m", pa.float64()),
-            ("min_nearest_in_path_m", pa.float64()),
-            ("min_ttc_s", pa.float64()),
-            ("scene_ids", pa.list_(pa.string())),
+            ("trigger", _S),
+            ("version", _I),
+            ("run_id", _S),
+            ("log_id", _S),
+            ("start_ns", _I),
+            ("end_ns", _I),
+            ("max_speed", _F),
+            ("min_accel", _F),
+            ("min_nearest_m", _F),
+            ("min_nearest_in_path_m", _F),
+            ("min_ttc_s", _F),
+            ("scene_ids", _TEXTS),
         ]
     ),
+}
+
+# Columns declared after writers of the table existed: files those wrote lack them, and a
+# writer that does not set them gets nulls from `conform` (unknown).
+LATE_COLUMNS = {"logs": ("expected_messages", "complete")}
+
+# The columns a writer must give (CONTRACT §2); every other declared column is optional and
+# `conform` fills it with nulls when a writer leaves it out.
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "logs": ("log_id", "source_uri", "bytes", "message_count", "start_ns", "end_ns", "ingested_at"),
+    "ego": ("log_id", "t_ns", "x", "y", "yaw", "speed", "accel", "yaw_rate"),
+    "gnss": ("log_id", "t_ns", "lat", "lon", "alt"),
+    "imu": ("log_id", "t_ns", "ax", "ay", "az", "wx", "wy", "wz"),
+    "objects": (
+        *("log_id", "t_ns", "track_id", "category", "x", "y", "distance", "length", "width"),
+        "score",
+    ),
+    "scenes": (
+        *("scene_id", "log_id", "start_ns", "end_ns", "max_speed", "min_accel"),
+        *("min_object_distance", "n_tracks", "n_pedestrians", "n_vehicles", "tags"),
+        *("embedding", "embedding_version"),
+    ),
+    "quarantine": ("source_uri", "reason", "at", "sha256", "bytes"),
+    "selections": ("selection", "scene_id", "score", "rank", "query", "created_at"),
+    "batches": ("batch_id", "vendor", "state", "position", "scene_id"),
+    "tasks": (
+        *("batch_id", "scene_id", "vendor", "external_id", "status", "submitted_at"),
+        "completed_at",
+    ),
+    "labels": ("batch_id", "scene_id", "vendor", "annotator", "result", "completed_at"),
+    "events": ("entity_id", "stage", "at", "attrs"),
+    "triggers": tuple(SCHEMAS["triggers"].names),
+    "trigger_runs": tuple(SCHEMAS["trigger_runs"].names),
+    "trigger_hits": tuple(SCHEMAS["trigger_hits"].names),
 }
 
 # Tables whose rows belong to one ingested log: they are visible only once the log's row in
 # `logs` is published, so a crash between writing them and publishing the log hides them.
 PER_LOG_TABLES = ("ego", "gnss", "imu", "objects", "scenes")
 
-TABLES = tuple(SCHEMAS)
+# Tables whose rows a later write publishes: (key column, the table whose rows publish it). A
+# trigger run writes its hits, then its `trigger_runs` rows; a crash between leaves hits that
+# no view shows, and the rerun writes them again under a new run id.
+PUBLISHED_BY = {"trigger_hits": ("run_id", "trigger_runs")}
 
-# Tables a stage keeps whose full schema that stage declares next to its code (labeling's
-# outbox: labeling/_store.py BATCH_SCHEMA). With TABLES they are every name the lake reads as a
-# table: a folder of any other name is not a table and never becomes a view (or SQL).
-STAGE_TABLES = ("batches",)
-KNOWN_TABLES = TABLES + STAGE_TABLES
+# Every name the lake reads as a table: a folder of any other name is not a table and never
+# becomes a view (or SQL).
+TABLES = tuple(SCHEMAS)
+KNOWN_TABLES = TABLES
 
 
 def check(name: str, table: pa.Table) -> None:
-    """Raise LakeError naming the first required column that is missing or of the wrong type.
+    """Raise LakeError unless `table` has exactly the declared columns of table `name`, with
+    the declared types (a column of nulls fits any type), naming the first column that is
+    missing, of the wrong type, or not declared. Values of `scenes.tags` must be `TAGS`.
 
     >>> check("gnss", pa.table({"log_id": ["a"]}))
     Traceback (most recent call last):
     ...
     flywheel.errors.LakeError: table gnss: column 't_ns' is missing (expected int64)
     """
-    schema = SCHEMAS[name]
+    schema = _schema(name)
     for column in schema:
         if column.name not in table.column_names:
             raise LakeError(
@@ -218,6 +369,43 @@ def check(name: str, table: pa.Table) -> None:
             raise LakeError(
                 f"table {name}: column {column.name!r} is {actual}, expected {column.type}"
             )
+    _refuse_unknown(name, table)
+    if name == "scenes":
+        _check_tags(table.column("tags"))
+
+
+def _schema(name: str) -> pa.Schema:
+    try:
+        return SCHEMAS[name]
+    except KeyError:
+        raise LakeError(
+            f"{name!r} is not a table of the lake; tables: {', '.join(TABLES)}"
+        ) from None
+
+
+def _refuse_unknown(name: str, table: pa.Table) -> None:
+    declared = set(SCHEMAS[name].names)
+    unknown = [c for c in table.column_names if c not in declared]
+    if unknown:
+        raise LakeError(
+            f"table {name}: column {unknown[0]!r} is not declared; the columns of {name} are "
+            f"{', '.join(SCHEMAS[name].names)} (declare a new column in flywheel/schemas.py)"
+        )
+    if len(set(table.column_names)) != len(table.column_names):
+        twice = next(c for c in table.column_names if table.column_names.count(c) > 1)
+        raise LakeError(f"table {name}: column {twice!r} appears twice")
+
+
+def _check_tags(tags: pa.ChunkedArray) -> None:
+    if pa.types.is_null(tags.type) or not len(tags):
+        return
+    values = pc.unique(pc.list_flatten(tags)).drop_null().to_pylist()
+    unknown = sorted(set(values) - set(TAGS))
+    if unknown:
+        raise LakeError(
+            f"table scenes: tag {unknown[0]!r} is not in the tag vocabulary "
+            f"(flywheel.schemas.TAGS: {', '.join(TAGS)})"
+        )
 
 
 UTC_NAMES = {"UTC", "Etc/UTC", "+00:00", "Z"}  # DuckDB reads UTC back as Etc/UTC
@@ -235,31 +423,37 @@ def _same_type(actual: pa.DataType, expected: pa.DataType) -> bool:
     )
 
 
-# Columns declared after writers of the table existed: a writer that does not set them gets
-# nulls from `conform` (unknown), so its rows stay valid and every file has the column.
-LATE_COLUMNS = {"logs": ("expected_messages", "complete")}
-
-
 def conform(name: str, table: pa.Table) -> pa.Table:
-    """Cast the required columns to their declared types (extra columns kept), then `check`."""
-    schema = SCHEMAS[name]
-    for late in LATE_COLUMNS.get(name, ()):
-        if late not in table.column_names:
-            table = table.append_column(late, pa.nulls(table.num_rows, schema.field(late).type))
+    """`table` with exactly the declared columns of `name`, in the declared order, cast to
+    the declared types: optional columns the writer left out are null; a missing required
+    column, a column that is not declared, a value that cannot be cast or an unknown tag
+    raises LakeError (`check`)."""
+    schema = _schema(name)
+    _refuse_unknown(name, table)
+    for required in REQUIRED.get(name, ()):
+        if required not in table.column_names:
+            raise LakeError(
+                f"table {name}: column {required!r} is missing "
+                f"(expected {schema.field(required).type})"
+            )
+    columns = []
     for column in schema:
-        if column.name in table.column_names:
-            index = table.column_names.index(column.name)
-            current = table.column(index)
-            if current.type != column.type:
-                try:
-                    table = table.set_column(index, column.name, current.cast(column.type))
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise LakeError(
-                        f"table {name}: column {column.name!r} ({current.type}) "
-                        f"cannot be cast to {column.type}: {exc}"
-                    ) from exc
-    check(name, table)
-    return table
+        if column.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, column.type))
+            continue
+        current = table.column(column.name)
+        if current.type != column.type:
+            try:
+                current = current.cast(column.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                raise LakeError(
+                    f"table {name}: column {column.name!r} ({current.type}) "
+                    f"cannot be cast to {column.type}: {exc}"
+                ) from exc
+        columns.append(current)
+    out = pa.Table.from_arrays(columns, schema=schema)
+    check(name, out)
+    return out
 
 
 def filled(columns: dict[str, Any], schema: pa.Schema, rows: int) -> pa.Table:

@@ -20,6 +20,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flywheel import schemas
+
 NS = 1_000_000_000
 
 # --- object categories (lower-case, as the readers emit them) -------------------------------
@@ -69,20 +71,9 @@ SHARP_TURN_YAW_RATE = 0.3  # rad/s: a 90° turn in ~5 s; lane changes stay well 
 NIGHT_START_HOUR = 20.0  # local solar hour; a rough proxy for darkness all year round
 NIGHT_END_HOUR = 6.0
 
-# Every tag, in the order the embedder's one-hot block uses.
-TAGS = (
-    "hard_brake",
-    "near_miss",
-    "pedestrian_in_path",
-    "cyclist_in_path",
-    "cut_in",
-    "animal",
-    "unknown_object",
-    "stopped",
-    "high_speed",
-    "sharp_turn",
-    "night",
-)
+# Every tag ingest derives, in the order the embedder's one-hot block uses; the vocabulary of
+# `scenes.tags` (these and the history simulator's tag) is flywheel.schemas.TAGS.
+TAGS = schemas.DETECTED_TAGS
 
 # The numeric columns the default embedder (ingest.embed.FeatureEmbedder) reads, in a stable
 # order. Redundant columns (min_accel, distance_m, n_vehicles) are left out on purpose.
@@ -112,51 +103,10 @@ SCENE_FEATURES = (
     "n_objects",
 )
 
-_F = pa.float64()
-_I = pa.int64()
-# The `scenes` table as ingest builds it; the pipeline appends `embedding` (list<float32>)
-# and `embedding_version` (string). Nullable floats are null when there is nothing to measure.
-SCENES_SCHEMA = pa.schema(
-    [
-        ("scene_id", pa.string()),
-        ("log_id", pa.string()),
-        ("start_ns", _I),  # window [start_ns, end_ns)
-        ("end_ns", _I),
-        ("duration_s", _F),
-        ("n_ego_samples", _I),
-        ("max_speed", _F),  # m/s
-        ("mean_speed", _F),
-        ("distance_m", _F),  # integral of speed over the window
-        ("min_accel", _F),  # m/s², most negative longitudinal acceleration
-        ("max_decel", _F),  # max(0, -min_accel)
-        ("max_jerk", _F),  # m/s³, |d accel / dt|
-        ("max_abs_yaw_rate", _F),  # rad/s
-        ("max_lateral_accel", _F),  # m/s², |speed * yaw_rate|
-        ("n_objects", _I),  # detections
-        ("n_tracks", _I),  # distinct track ids
-        ("n_vehicles", _I),
-        ("n_cars", _I),
-        ("n_trucks", _I),
-        ("n_buses", _I),
-        ("n_motorcycles", _I),
-        ("n_pedestrians", _I),
-        ("n_cyclists", _I),
-        ("n_animals", _I),
-        ("n_other", _I),  # tracks of a category outside KNOWN_CATEGORIES
-        ("min_object_distance", _F),  # m; null without objects
-        ("n_in_path", _I),  # distinct tracks ever in the ego path corridor
-        ("min_in_path_distance", _F),  # m ahead (x); null when nothing was in the path
-        ("min_ttc_s", _F),  # s; null when nothing in the path closed in
-        ("max_track_lateral_speed", _F),  # m/s of tracks within NEARBY_M; null when none
-        ("categories", pa.list_(pa.string())),  # sorted distinct categories
-        ("tags", pa.list_(pa.string())),  # in TAGS order
-        ("start_hour_local", _F),  # solar hour at the window start (UTC when no GNSS)
-        ("is_night", pa.bool_()),  # null without any GNSS fix in the log (no place, no night)
-        ("lat", _F),  # window mean of valid GNSS fixes; null without
-        ("lon", _F),
-        ("keyframe_t_ns", _I),  # first camera frame in the window; null without
-    ]
-)
+# The `scenes` table as ingest builds it: the lake's `scenes` schema (flywheel.schemas, where
+# each column is described) but the `embedding` and `embedding_version` the pipeline appends.
+EMBEDDING_COLUMNS = ("embedding", "embedding_version")
+SCENES_SCHEMA = pa.schema([f for f in schemas.SCHEMAS["scenes"] if f.name not in EMBEDDING_COLUMNS])
 
 
 def build_scenes(

@@ -33,41 +33,10 @@ SUBMITTING = "submitting"
 SUBMITTED = "submitted"
 OPEN_STATES = (PLANNED, PENDING_APPROVAL, SUBMITTING)
 
-TS = schemas.UTC_TS
-BATCH_SCHEMA = pa.schema(
-    [
-        ("batch_id", pa.string()),
-        ("vendor", pa.string()),
-        ("selection", pa.string()),
-        ("state", pa.string()),
-        ("priority", pa.int64()),
-        ("position", pa.int64()),
-        ("scene_id", pa.string()),
-        ("score", pa.float64()),
-        ("rank", pa.int64()),
-        ("task_key", pa.string()),
-        ("data", pa.string()),  # JSON: what the vendor receives
-        ("price_per_task", pa.float64()),
-        ("cost", pa.float64()),  # the whole batch's
-        ("sla_s", pa.float64()),  # the vendor's SLA when the batch was planned
-        ("external_id", pa.string()),
-        ("created_at", TS),
-        ("approved_at", TS),
-        ("submitted_at", TS),  # when the batch was committed as submitted (local clock)
-        ("updated_at", TS),
-    ]
-)
-TASK_SCHEMA = pa.schema(
-    [
-        *schemas.SCHEMAS["tasks"],
-        ("task_key", pa.string()),
-        ("selection", pa.string()),
-        ("synced_at", TS),  # null until a sync saw the task at the vendor (vendor times)
-    ]
-)
-LABEL_SCHEMA = pa.schema(
-    [*schemas.SCHEMAS["labels"], ("external_id", pa.string()), ("task_key", pa.string())]
-)
+# the full schemas of labeling's tables, declared in the core with every other table
+BATCH_SCHEMA = schemas.SCHEMAS["batches"]
+TASK_SCHEMA = schemas.SCHEMAS["tasks"]
+LABEL_SCHEMA = schemas.SCHEMAS["labels"]
 
 
 def read_rows(lake: Lake, table: str, name: str) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from flywheel.lake import Lake, resolve
 
 DAY = 86400.0
 WEEK = 7 * DAY
-TAG = "simulated_history"
+TAG = schemas.SIMULATED_HISTORY  # in the core tag vocabulary, schemas.TAGS
 # median latency of each stage (s) and the lognormal sigma
 MEDIANS = {"ingested": 20 * 3600, "mined": 1.5 * DAY, "submitted": 8 * 3600, "labeled": 20 * 3600}
 SIGMA = 0.6
@@ -190,12 +190,14 @@ def _write_scenes(lake, prefix, ids, log_ids, collected, ingested, dim, version)
     n = len(ids)
     end_ns = (collected * 1e9).astype("int64")
     zeros = np.zeros(n * dim, dtype=np.float32)
-    scenes = pa.table(
+    # every column of the lake's `scenes` schema: what a simulated scene does not have is null
+    scenes = schemas.filled(
         {
             "scene_id": pa.array(ids, pa.string()),
             "log_id": pa.array(log_ids, pa.string()),
             "start_ns": pa.array(end_ns - 10_000_000_000),
             "end_ns": pa.array(end_ns),
+            "duration_s": pa.array(np.full(n, 10.0)),
             "max_speed": pa.array(np.zeros(n)),
             "min_accel": pa.array(np.zeros(n)),
             "min_object_distance": pa.array(np.full(n, np.nan)),
@@ -207,13 +209,15 @@ def _write_scenes(lake, prefix, ids, log_ids, collected, ingested, dim, version)
                 pa.list_(pa.float32())
             ),
             "embedding_version": pa.array([version] * n, pa.string()),
-        }
+        },
+        schemas.SCHEMAS["scenes"],
+        n,
     )
     lake.write("scenes", scenes, name=prefix)
     # one `logs` row per log, written last: it publishes the log's scenes
     first = np.unique(log_ids, return_index=True)[1]
     count = np.bincount(np.unique(log_ids, return_inverse=True)[1])
-    logs = pa.table(
+    logs = schemas.filled(
         {
             "log_id": pa.array(log_ids[first], pa.string()),
             "source_uri": pa.array([f"simulated-history://{x}" for x in log_ids[first]]),
@@ -222,7 +226,12 @@ def _write_scenes(lake, prefix, ids, log_ids, collected, ingested, dim, version)
             "start_ns": pa.array(end_ns[first] - 10_000_000_000),
             "end_ns": pa.array(end_ns[first] + (count - 1) * 10_000_000_000),
             "ingested_at": _ts(ingested[first]),
-        }
+            "n_scenes": pa.array(count.astype("int64")),
+            "scene_seconds": pa.array(np.full(len(first), 10.0)),
+            "embedding_version": pa.array([version] * len(first), pa.string()),
+        },
+        schemas.SCHEMAS["logs"],
+        len(first),
     )
     lake.write("logs", logs, name=prefix)
 
@@ -280,9 +289,7 @@ def _write_labeling(
         )
         written += int(again.sum())
     # `tasks` and the outbox (`batches`) as labeling keeps them: one file per batch, every
-    # column of its schemas (what this history does not know is null)
-    from labeling._store import BATCH_SCHEMA, TASK_SCHEMA
-
+    # column of their schemas (what this history does not know is null)
     m = int(sent.sum())
     if not m:
         return written
@@ -303,7 +310,7 @@ def _write_labeling(
                 [None if c != c else int(c * 1e6) for c in completed], pa.int64()
             ),
         },
-        TASK_SCHEMA,
+        schemas.SCHEMAS["tasks"],
         m,
     )
     outbox = schemas.filled(
@@ -319,7 +326,7 @@ def _write_labeling(
             "sla_s": pa.array(np.full(m, SLA_S)),
             "created_at": _ts(np.array([first_sent[b] for b in sent_batches])),
         },
-        BATCH_SCHEMA,
+        schemas.SCHEMAS["batches"],
         m,
     )
     # batches are contiguous runs of rows

@@ -47,7 +47,7 @@ import requests
 
 from flywheel.errors import TransientError, VendorError
 from flywheel.redact import redact
-from ingest.scenes import TAGS
+from flywheel.schemas import DETECTED_TAGS
 from labeling.vendors.base import (
     LABELED,
     SUBMITTED,
@@ -58,7 +58,8 @@ from labeling.vendors.base import (
     split_key,
 )
 
-SCENARIOS = (*TAGS, "other")
+# the scenario choices offered to annotators: the tags ingest detects (flywheel.schemas), "other"
+SCENARIOS = (*DETECTED_TAGS, "other")
 # task fields shown to the annotator, in order
 TEXT_FIELDS = ("description", "scene_id", "log_id", "start", "end", "tags_text")
 PAGE_SIZE = 1000

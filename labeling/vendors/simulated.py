@@ -40,12 +40,12 @@ from typing import Any
 
 from flywheel.errors import TransientError, VendorError
 from flywheel.lake import Lake, cache_dir
-from ingest.scenes import TAGS
+from flywheel.schemas import DETECTED_TAGS
 from labeling.vendors.base import LABELED, SUBMITTED, TaskSpec, TaskUpdate, Vendor
 
 ANNOTATORS = ("ana.k", "bo.li", "chen.w", "dara.o", "eli.m", "farah.s")
-# the scenario choices offered to annotators: the scene tags (plus "other")
-SCENARIOS = TAGS
+# the scenario choices offered to annotators: the tags ingest detects (plus "other")
+SCENARIOS = DETECTED_TAGS
 
 
 def state_dir(lake_root: str | os.PathLike) -> Path:

@@ -40,6 +40,11 @@ def main() -> None:
         import labeling
 
         labeling.submit(lake, args[0], vendor(lake), batch_size=2)
+    elif op == "triggers":
+        from ingest import triggers
+
+        triggers.LOGS_PER_RUN = 1  # a run per log: a kill can land between runs, or inside one
+        triggers.run(lake)
     elif op == "sync":
         import labeling
 
