@@ -119,7 +119,7 @@ def test_a_lake_path_with_glob_characters_reads_only_itself(drives, tmp_path):
     import duckdb
 
     glob = Lake(mine_).glob("logs")
-    assert duckdb.sql(f"SELECT count(*) FROM read_parquet('{glob}')").fetchall() == [(1,)]
+    assert duckdb.connect().sql(f"SELECT count(*) FROM read_parquet('{glob}')").fetchall() == [(1,)]
     shown = flywheel("status", "--lake", str(mine_))
     assert shown.returncode == 0 and "lake[1]" in shown.stdout
 

@@ -42,7 +42,10 @@ def test_write_is_readable_by_any_tool_with_the_contract_glob(tmp_path):
     import duckdb
 
     glob = f"{tmp_path}/gnss/**/*.parquet"
-    count = duckdb.execute(f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true)")
+    # a connection of its own: the module's default one may hold another test's open result
+    count = duckdb.connect().execute(
+        f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true)"
+    )
     assert count.fetchone()[0] == 3
 
 
