@@ -26,7 +26,8 @@ from rich.console import Console
 from rich.table import Table
 
 from flywheel.lake import Lake
-from ingest import generate, ingest
+from ingest import ingest
+from sim import generate
 
 
 def make_data(out: Path, megabytes: float, seconds: float) -> list[Path]:

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/mining.py [--n 1000000] [--out bench/out/mining]
 
-Data: generated drive logs (ingest.generate, cached under --out) are ingested into a source
+Data: generated drive logs (sim.generate, cached under --out) are ingested into a source
 lake; its real scene embeddings (FeatureEmbedder, 35-dim, unit norm) are expanded to N scenes
 by perturbing real scenes: each synthetic scene copies a source scene's features, jitters
 them (speeds, decelerations, distances x lognormal noise, object counts rescaled, the hour
@@ -41,10 +41,11 @@ from rich.table import Table
 
 import mining
 from flywheel.lake import Lake
-from ingest import generate, ingest
+from ingest import ingest
 from ingest.embed import FeatureEmbedder
 from ingest.scenes import SCENE_FEATURES
 from mining import search as _search
+from sim import generate
 
 K = 10
 TARGET_RECALL, TARGET_P50_MS, TARGET_SPEEDUP, TARGET_FILTERED_RECALL = 0.95, 2.0, 100.0, 0.99

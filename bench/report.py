@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/report.py [--scenes 1000000] [--weeks 26] [--out DIR] [--fresh]
 
-Data: ``metrics.simulate_history`` writes a lake of `--scenes` scenes collected over `--weeks`
+Data: ``sim.simulate_history`` writes a lake of `--scenes` scenes collected over `--weeks`
 weeks, every one through the stages (ingested, mined in 6 selections on average, submitted in
 batches of 1,000 to two vendors, labeled, half of them labeled twice, trained, evaluated,
 deployed by weekly models): about 8M events at 1M scenes, in the lake's own tables. The lake
@@ -39,6 +39,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import metrics
 from flywheel.lake import Lake
+from sim import simulate_history
 
 NOW = dt.datetime(2026, 11, 27, 12, tzinfo=dt.UTC)
 STAGES = metrics.STAGES
@@ -52,7 +53,7 @@ def make_lake(root: Path, scenes: int, weeks: int, fresh: bool) -> Lake:
         return Lake(root)
     shutil.rmtree(root, ignore_errors=True)
     t = time.perf_counter()
-    history = metrics.simulate_history(
+    history = simulate_history(
         root,
         weeks=weeks,
         scenes_per_week=math.ceil(scenes / weeks),

@@ -39,7 +39,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 from rich.console import Console
 from rich.table import Table
 
-from ingest import generate
+from sim import generate
 
 SCALES = (1, 4, 16)
 

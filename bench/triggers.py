@@ -32,7 +32,8 @@ from rich.console import Console
 from rich.table import Table
 
 from flywheel.lake import Lake
-from ingest import generate, hits, ingest, signals, triggers
+from ingest import hits, ingest, signals, triggers
+from sim import generate
 
 # (name, DuckDB condition, the same condition on one row for the naive loop, --for seconds)
 TRIGGERS = [

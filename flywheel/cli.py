@@ -102,7 +102,7 @@ def generate(out_dir: str, logs: int, seconds: float, seed: int, camera: bool) -
 
     Example: flywheel generate drives --logs 4 --seconds 120 --seed 7
     """
-    from ingest.generate import generate as run
+    from sim.generate import generate as run
 
     paths = run(out_dir, logs=logs, seconds=seconds, seed=seed, camera=camera)
     total = sum(p.stat().st_size for p in paths)

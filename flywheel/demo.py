@@ -24,7 +24,8 @@ def run_demo(
     """Generate logs into `<lake>/_demo/logs`, ingest them, print what the lake now holds."""
     from flywheel.cli import print_ingest_summary
     from flywheel.summary import lake_summary, print_lake_summary
-    from ingest import generate, ingest
+    from ingest import ingest
+    from sim import generate
 
     target = resolve(lake)
     # the generated logs sit beside the lake (in a local folder when the lake is an object store)
@@ -122,18 +123,17 @@ def label_demo(lake: Lake, wait_s: float = 3.0) -> dict:
 def report_demo(lake: Lake, batches: list[str], seed: int = 0, weeks: int = 8) -> dict:
     """Track a model trained on the demo's batches, add weeks of history, write the report.
 
-    The history (``metrics.simulate_history``) gives the trends weeks to show, with a slower
+    The history (``sim.simulate_history``) gives the trends weeks to show, with a slower
     labeling week at the end so an alert fires; every number then comes from the report's
     one code path, the demo's own scenes included.
     """
     import time
 
     import metrics
+    from sim import simulate_history
 
     console.line(("6. track and report", "bold"))
-    history = metrics.simulate_history(
-        lake, weeks=weeks, scenes_per_week=60, seed=seed, slowdown=3.0
-    )
+    history = simulate_history(lake, weeks=weeks, scenes_per_week=60, seed=seed, slowdown=3.0)
     console.line(
         f"simulated {weeks} weeks of history: {history.scenes} scenes, {history.events} events, "
         f"{history.models} models (tagged simulated_history)"

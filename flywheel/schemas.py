@@ -42,7 +42,7 @@ DETECTED_TAGS = (
     "sharp_turn",
     "night",
 )
-# the tag of the scenes metrics.history simulates (the demo's past weeks), never detected
+# the tag of the scenes sim.history simulates (the demo's past weeks), never detected
 SIMULATED_HISTORY = "simulated_history"
 # Every value that may appear in `scenes.tags`: `conform` refuses any other.
 TAGS = (*DETECTED_TAGS, SIMULATED_HISTORY)

@@ -6,7 +6,6 @@
 """
 
 from ingest.embed import Embedder, FeatureEmbedder, add_embedding, load_embedder
-from ingest.generate import generate
 from ingest.pipeline import FileResult, IngestSummary, discover, ingest, ingest_file
 from ingest.readers import DecodedLog, read_log
 from ingest.scenes import build_scenes
@@ -20,7 +19,6 @@ __all__ = [
     "add_embedding",
     "build_scenes",
     "discover",
-    "generate",
     "ingest",
     "ingest_file",
     "load_embedder",

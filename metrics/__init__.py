@@ -17,7 +17,6 @@ from flywheel.events import now as _now
 from flywheel.lake import Lake, resolve
 from metrics.alerts import Alert
 from metrics.cycle import STAGES
-from metrics.history import simulate_history
 from metrics.html import write as write_html
 from metrics.report import Report, build, contract_json
 from metrics.summary import print_summary
@@ -32,7 +31,6 @@ __all__ = [
     "contract_json",
     "cycle",
     "print_summary",
-    "simulate_history",
     "track",
     "write_html",
 ]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from flywheel.lake import Lake
-from ingest import generate
+from sim import generate
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("driver.py")

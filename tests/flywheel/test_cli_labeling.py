@@ -8,7 +8,8 @@ from click.testing import CliRunner
 
 import mining
 from flywheel.cli import cli
-from ingest import generate, ingest
+from ingest import ingest
+from sim import generate
 
 
 def run(*args: str):

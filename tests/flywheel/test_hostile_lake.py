@@ -12,7 +12,8 @@ import pytest
 import mining
 from flywheel import lake as lake_module
 from flywheel.lake import Lake
-from ingest import generate, ingest
+from ingest import ingest
+from sim import generate
 from tests.faults.conftest import Reader, flywheel
 
 # Folder names a stranger can create in a shared lake: each tries to close the view's quoted

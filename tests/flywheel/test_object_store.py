@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from flywheel.lake import Lake
-from ingest import generate, ingest
+from ingest import ingest
+from sim import generate
 from tests.faults.conftest import ROOT, Reader, flywheel, run, start
 from tests.faults.test_kill import INGEST_TABLES, snapshot
 

@@ -28,8 +28,9 @@ WRITTEN = set(schemas.SCHEMAS) - {"imu"}
 def lake(tmp_path_factory) -> Lake:
     import labeling
     import mining
-    from ingest import generate, ingest, triggers
-    from metrics.history import simulate_history
+    from ingest import ingest, triggers
+    from sim import generate
+    from sim.history import simulate_history
 
     root = tmp_path_factory.mktemp("schemas")
     out = root / "logs"

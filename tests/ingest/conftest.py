@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest import generate
+from sim import generate
 
 REAL_LOGS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real-logs"
 

@@ -24,7 +24,8 @@ from mcap.records import Message
 from mcap.stream_reader import StreamReader, breakup_chunk
 
 from flywheel.lake import Lake
-from ingest import generate, ingest
+from ingest import ingest
+from sim import generate
 
 from .conftest import REAL_LOGS
 from .test_readers import write_ros1_bag, write_rosbag2

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from flywheel.lake import Lake
-from ingest import generate, ingest
+from ingest import ingest
+from sim import generate
 
 from .conftest import REAL_LOGS
 from .test_readers import write_ros1_bag, write_rosbag2

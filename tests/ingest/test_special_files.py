@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from flywheel.lake import Lake
-from ingest import generate, ingest
+from ingest import ingest
+from sim import generate
 
 from .test_readers import write_rosbag2
 

@@ -12,7 +12,8 @@ import pytest
 
 import mining
 from flywheel.lake import Lake
-from ingest import generate, ingest
+from ingest import ingest
+from sim import generate
 from tests.faults.conftest import flywheel
 
 BRAKE = "accel < -4"

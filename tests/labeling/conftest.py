@@ -10,8 +10,9 @@ import pytest
 
 import mining
 from flywheel.lake import Lake
-from ingest import generate, ingest
+from ingest import ingest
 from labeling import Retry, SimulatedVendor
+from sim import generate
 
 from ..lakes import private_copy
 

@@ -16,6 +16,7 @@ import pytest
 
 import metrics
 from flywheel.lake import Lake
+from sim import simulate_history
 
 NOW = dt.datetime(2026, 11, 27, 12, tzinfo=dt.UTC)
 CHARTS = ("latency", "cycle-trend", "cycle-count", "wip", "throughput", "vendors")
@@ -24,7 +25,7 @@ CHARTS = ("latency", "cycle-trend", "cycle-count", "wip", "throughput", "vendors
 @pytest.fixture(scope="module")
 def report_file(tmp_path_factory):
     lake = Lake(tmp_path_factory.mktemp("report") / "lake")
-    metrics.simulate_history(
+    simulate_history(
         lake, weeks=8, scenes_per_week=120, now=NOW, slowdown=3.0, vendors=("acme", "bolt")
     )
     report = metrics.build(lake, now=NOW)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from flywheel.lake import Lake
-from ingest import generate, ingest
+from ingest import ingest
+from sim import generate
 
 from ..lakes import private_copy
 

@@ -12,7 +12,8 @@ from ipykernel.kernelspec import write_kernel_spec
 from jupyter_client.kernelspec import KernelSpecManager
 
 from flywheel.lake import Lake
-from ingest import generate, ingest
+from ingest import ingest
+from sim import generate
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "mining.ipynb"
 SELECTION = "notebook-diverse-rare"  # the name the notebook saves its batch under

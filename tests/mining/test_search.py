@@ -158,7 +158,7 @@ def test_rarity_of_every_scene_is_cached_per_lake_snapshot(lake_copy, late_log, 
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw"])
 def test_scenes_with_a_blank_embedding_are_left_out_of_similarity(lake_copy, kind, capsys):
-    from metrics.history import simulate_history
+    from sim.history import simulate_history
 
     miner = mining.open(lake_copy)
     real = set(miner.sql("SELECT scene_id FROM scenes").scene_id)

@@ -16,7 +16,7 @@ import pytest
 from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 
-from ingest.generate import TOPICS, generate, local_hour
+from sim.generate import TOPICS, generate, local_hour
 
 CLASSES = {"car", "truck", "bus", "motorcycle", "pedestrian", "cyclist", "animal", "unknown"}
 
