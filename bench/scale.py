@@ -137,7 +137,7 @@ def index_command(lake: Path, kind: str, shard_size: int, workers: str, full: bo
             count,
             "full" if full else "incremental",
         ]
-    command = [sys.executable, "-m", "flywheel.cli", "index", "--lake", str(lake)]
+    command = [sys.executable, "-m", "cli", "index", "--lake", str(lake)]
     command += ["--kind", kind, "--shard-size", str(shard_size)]
     return command + (["--full"] if full else [])
 
@@ -230,7 +230,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-m",
-                    "flywheel.cli",
+                    "cli",
                     "ingest",
                     str(folder),
                     "--lake",

@@ -68,7 +68,7 @@ def selection_lake(drives, tmp_path_factory) -> Path:
 def flywheel(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """`flywheel ARGS…` in a fresh process (in `cwd`, where its flywheel.toml is), to the end."""
     return subprocess.run(
-        [sys.executable, "-m", "flywheel.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True,
         text=True,
         cwd=cwd,

@@ -80,14 +80,14 @@ def test_two_ingests_of_overlapping_files_at_once(drives, tmp_path, faults):
         lake = tmp_path / f"lake-{attempt}"
         args = ["ingest", "--lake", str(lake), "--workers", "2"]
         a = subprocess.Popen(
-            [sys.executable, "-m", "flywheel.cli", *args[:1], str(first), *args[1:]],
+            [sys.executable, "-m", "cli", *args[:1], str(first), *args[1:]],
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
         )
         b = subprocess.Popen(
-            [sys.executable, "-m", "flywheel.cli", *args[:1], str(second), *args[1:]],
+            [sys.executable, "-m", "cli", *args[:1], str(second), *args[1:]],
             env={**os.environ, "PYTHONPATH": str(ROOT)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

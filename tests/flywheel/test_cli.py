@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from flywheel.cli import cli
+from cli import cli
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 import mining
-from flywheel.cli import cli
+from cli import cli
 from ingest import ingest
 from sim import generate
 

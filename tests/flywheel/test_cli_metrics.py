@@ -22,7 +22,7 @@ def lake(tmp_path) -> Lake:
 
 
 def run(*args: str):
-    from flywheel.cli import cli
+    from cli import cli
 
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from flywheel.cli import cli
+from cli import cli
 
 
 def test_demo_runs_the_loop_and_finds_the_planted_events(tmp_path):
@@ -18,7 +18,7 @@ def test_demo_runs_the_loop_and_finds_the_planted_events(tmp_path):
     assert "labeling batches" in result.stdout
     import json
 
-    from flywheel.demo import planted_events_found
+    from cli.demo import planted_events_found
     from flywheel.lake import Lake
 
     truth = json.loads((lake / "_demo" / "logs" / "truth.json").read_text())

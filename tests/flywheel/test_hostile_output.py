@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from cli import cli
 from flywheel import console, names
-from flywheel.cli import cli
 from flywheel.errors import FlywheelError, InputError, VendorError
 from flywheel.lake import Lake
 from flywheel.redact import redact
@@ -406,7 +406,7 @@ def test_the_real_command_exits_2_with_one_line_and_no_traceback(report_lake, tm
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     done = subprocess.run(
-        [sys.executable, "-m", "flywheel.cli", "report", "--lake", report_lake, "--out", str(fifo)],
+        [sys.executable, "-m", "cli", "report", "--lake", report_lake, "--out", str(fifo)],
         capture_output=True,
         text=True,
         timeout=120,

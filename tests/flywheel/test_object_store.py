@@ -138,7 +138,7 @@ def test_index_mine_and_report_on_s3(s3, drives, local, tmp_path, monkeypatch):
     submit = ("label", "submit", "--selection", "near", "--vendor", "simulated", "--lake", s3)
     both = {
         name: subprocess.Popen(
-            [sys.executable, "-m", "flywheel.cli", *submit, "--batch-size=2", "--format=json"],
+            [sys.executable, "-m", "cli", *submit, "--batch-size=2", "--format=json"],
             env=machine(tmp_path, name),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flywheel.cli import cli
+from cli import cli
 from flywheel.config import (
     SECTIONS,
     Config,
@@ -265,7 +265,7 @@ def test_workers_flag_and_python_construction_use_the_same_rule(tmp_path):
 def test_the_real_command_prints_one_line_and_no_traceback(tmp_path):
     write(tmp_path, "[ingest]\nworkers = true\n")
     done = subprocess.run(
-        [sys.executable, "-m", "flywheel.cli", "config"],
+        [sys.executable, "-m", "cli", "config"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -98,7 +98,7 @@ def test_index_built_on_a_cluster_worker(drives, cluster, tmp_path):
     from click.testing import CliRunner
 
     import mining
-    from flywheel.cli import cli
+    from cli import cli
 
     lake = Lake(tmp_path / "lake")
     ingest([drives], lake)

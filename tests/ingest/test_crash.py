@@ -31,7 +31,7 @@ def snapshot(lake: Lake) -> dict[str, list[tuple]]:
 
 def flywheel(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "flywheel.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},

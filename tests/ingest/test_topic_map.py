@@ -10,7 +10,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from flywheel.cli import cli
+from cli import cli
 from flywheel.lake import Lake
 from ingest import ingest
 

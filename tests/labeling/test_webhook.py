@@ -20,7 +20,7 @@ import requests
 from click.testing import CliRunner
 
 import labeling
-from flywheel.cli import cli
+from cli import cli
 from flywheel.errors import ConfigError, VendorError
 from labeling import webhook
 from labeling.vendors.label_studio import LabelStudioVendor
@@ -227,7 +227,7 @@ def test_an_annotation_reaches_the_lake_through_the_webhook(ls_lake, label_studi
         "PYTHONPATH": str(REPO),
         "PYTHONUNBUFFERED": "1",
     }
-    command = [sys.executable, "-m", "flywheel.cli", "label", "webhook", "--port", "0"]
+    command = [sys.executable, "-m", "cli", "label", "webhook", "--port", "0"]
     command += ["--register", "--lake", str(ls_lake.root)]
     process = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -160,7 +160,7 @@ def test_limits_come_from_flywheel_toml_and_the_cli_exits_1(base_lake, tmp_path)
 def test_ctrl_c_prints_one_line_and_exits_130(base_lake):
     before = state(base_lake)
     process = subprocess.Popen(
-        [sys.executable, "-m", "flywheel.cli", "mine", "sql", EIGHT_WAY, "--lake", str(base_lake)],
+        [sys.executable, "-m", "cli", "mine", "sql", EIGHT_WAY, "--lake", str(base_lake)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -286,7 +286,7 @@ def demo(lake, logs, seconds, seed, workers) -> None:
 
     Example: flywheel demo --lake demo-lake
     """
-    from flywheel.demo import run_demo
+    from cli.demo import run_demo
 
     run_demo(
         load_config({"lake": lake}).lake, logs=logs, seconds=seconds, seed=seed, workers=workers
@@ -1033,7 +1033,3 @@ def main() -> None:
             raise
         interrupted()
     sys.exit(code if isinstance(code, int) else 0)
-
-
-if __name__ == "__main__":
-    main()

@@ -22,7 +22,7 @@ def run_demo(
     workers: int = 2,
 ) -> dict:
     """Generate logs into `<lake>/_demo/logs`, ingest them, print what the lake now holds."""
-    from flywheel.cli import print_ingest_summary
+    from cli import print_ingest_summary
     from flywheel.summary import lake_summary, print_lake_summary
     from ingest import ingest
     from sim import generate
