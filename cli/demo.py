@@ -10,8 +10,29 @@ import os
 import tempfile
 from pathlib import Path
 
+import click
+
+from cli._common import expected_errors, lake_option, print_ingest_summary
 from flywheel import console
+from flywheel.config import load_config
 from flywheel.lake import Lake, resolve
+
+
+@click.command()
+@lake_option
+@click.option("--logs", default=4, show_default=True, type=click.IntRange(1))
+@click.option("--seconds", default=120.0, show_default=True, type=click.FloatRange(10))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1))
+@expected_errors
+def demo(lake, logs, seconds, seed, workers) -> None:
+    """Run the loop on generated data: generate, ingest, and summarise the lake.
+
+    Example: flywheel demo --lake demo-lake
+    """
+    run_demo(
+        load_config({"lake": lake}).lake, logs=logs, seconds=seconds, seed=seed, workers=workers
+    )
 
 
 def run_demo(
@@ -22,7 +43,6 @@ def run_demo(
     workers: int = 2,
 ) -> dict:
     """Generate logs into `<lake>/_demo/logs`, ingest them, print what the lake now holds."""
-    from cli import print_ingest_summary
     from flywheel.summary import lake_summary, print_lake_summary
     from ingest import ingest
     from sim import generate

@@ -1,0 +1,106 @@
+"""Commands of the loop measured: track (stages outside the platform), report."""
+
+from __future__ import annotations
+
+import click
+
+from cli._common import expected_errors, format_option, lake_option
+from flywheel import console
+from flywheel.config import load_config
+
+
+@click.command("track")
+@click.argument("stage", type=click.Choice(["trained", "evaluated", "deployed"]))
+@click.option("--model", required=True, help="The model id.")
+@click.option(
+    "--batch",
+    "batches",
+    multiple=True,
+    metavar="BATCH_ID",
+    help="A label batch the training run used (trained only; repeat for several).",
+)
+@click.option("--at", "at", default=None, metavar="ISO8601", help="When (default: now).")
+@click.option("--attrs", default=None, metavar="JSON", help="Extra facts, e.g. '{\"map\": 0.7}'.")
+@lake_option
+@format_option
+@expected_errors
+def track_command(stage, model, batches, at, attrs, lake, fmt) -> None:
+    """Record a stage that happens outside the platform: trained, evaluated, deployed.
+
+    Example: flywheel track trained --model det-v7 --batch demo-1 --batch demo-2
+    """
+    from metrics import track
+    from metrics.track import parse_attrs, parse_time
+
+    config = load_config({"lake": lake})
+    when = parse_time(at) if at else None
+    path = track(config.lake, stage, model, batches=batches, at=when, attrs=parse_attrs(attrs))
+    if fmt == "json":
+        console.print_json(
+            {
+                "stage": stage,
+                "model": model,
+                "batches": list(batches),
+                "at": when,
+                "file": str(path),
+            }
+        )
+        return
+    used = f" on {len(batches)} batch{'es' if len(batches) != 1 else ''}" if batches else ""
+    console.line(f"{stage}: model {model}{used} at {(when.isoformat() if when else 'now')}")
+
+
+@click.command("report")
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(),  # checked by flywheel.output: a regular file, in a folder that exists
+    help="HTML file to write (replaced atomically; its folder must exist). "
+    "Default: <lake>/_reports/report.html.",
+)
+@click.option(
+    "--since",
+    default=None,
+    metavar="ISO8601",
+    help="Only stage transitions and deployments from this time on.",
+)
+@click.option(
+    "--alert",
+    "alert_id",
+    default=None,
+    metavar="ALERT_ID",
+    help="Instead of the report, list the entities behind one alert.",
+)
+@lake_option
+@format_option
+@expected_errors
+def report_command(out, since, alert_id, lake, fmt) -> None:
+    """The end-to-end cycle-time report: HTML dashboard, terminal summary, or JSON.
+
+    Example: flywheel report --since 2026-11-01
+    """
+    import metrics
+    from flywheel.lake import Lake
+    from flywheel.output import check_output
+    from metrics.track import parse_time
+
+    config = load_config({"lake": lake})
+    if alert_id:
+        frame = metrics.alert_entities(config.lake, alert_id, config=config.metrics)
+        console.frame(frame, fmt, title=f"alert {alert_id}: {len(frame)} entities")
+        return
+    if out:
+        check_output(out)  # a bad --out fails before the report is built
+    report = metrics.build(
+        config.lake, since=parse_time(since) if since else None, config=config.metrics
+    )
+    if out:
+        path = metrics.write_html(report, out)
+    else:  # in the lake, a folder or an object store alike
+        path = Lake(config.lake).put(
+            "_reports/report.html", lambda p: metrics.write_html(report, p)
+        )
+    if fmt == "json":
+        console.print_json(metrics.contract_json(report) | {"html": str(path)})
+        return
+    metrics.print_summary(report, str(path))
