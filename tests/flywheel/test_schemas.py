@@ -82,13 +82,8 @@ def test_the_history_simulator_and_ingest_write_the_same_scenes_and_logs(lake):
 def test_the_contract_query_reads_the_lake_without_union_by_name(lake, table):
     column = "duration_s" if table == "scenes" else "scene_seconds"
     glob = f"{lake.root}/{table}/**/*.parquet"
-    [(count, rows)] = (
-        duckdb.connect()
-        .sql(
-            f"SELECT count({column}), count(*) FROM read_parquet('{glob}', hive_partitioning = true)"
-        )
-        .fetchall()
-    )
+    query = f"SELECT count({column}), count(*) FROM read_parquet('{glob}', hive_partitioning=true)"
+    [(count, rows)] = duckdb.connect().sql(query).fetchall()
     published = lake.connect().execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     assert rows == published > 0
     assert count == rows  # ingest and the history simulator both set it
