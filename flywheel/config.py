@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.errors import ConfigError
+from flywheel.names import is_name
 
 CONFIG_FILE = "flywheel.toml"
 
@@ -106,6 +107,12 @@ class IngestConfig(_Settings):
         allowed="'package.module:attr', e.g. 'mypkg.embedders:MyEmbedder' (omit the key for "
         "the built-in embedder)",
     )
+    # the source (`flywheel source add`) recorded on every log ingested without --source
+    source: str | None = setting(
+        None,
+        check=is_name,
+        allowed="a source name: letters, digits, '.', '_' or '-' (flywheel source list)",
+    )
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,8 @@ class MetricsConfig(_Settings):
     stuck_labeled_days: float = setting(14.0, ge=0, unit="days, 0 = never")
     stuck_trained_days: float = setting(7.0, ge=0, unit="days, 0 = never")
     stuck_evaluated_days: float = setting(14.0, ge=0, unit="days, 0 = never")
+    # a source whose license ends within this many days raises an alert (lineage)
+    license_warning_days: float = setting(30.0, ge=0, le=3650, unit="days")
 
 
 _COLUMN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")

@@ -53,7 +53,7 @@ from flywheel import schemas
 from flywheel.config import load_config
 from flywheel.errors import LakeError
 from flywheel.lease import Lease, alive
-from flywheel.sql import glob_escape, identifier
+from flywheel.sql import glob_escape, identifier, literal
 from flywheel.sql import path as sql_path
 
 TEMP_SUFFIX = ".tmp"
@@ -652,7 +652,17 @@ class Lake:
             else:
                 con.execute(f"DROP VIEW IF EXISTS {identifier(table)}")
                 continue  # a stage's own table with no file yet: no view
-            query = f"SELECT * FROM {source}"
+            if files and table in schemas.LATE_COLUMNS:
+                # files written before a column was declared lack it: the view still has it
+                con.register(f"_empty_{table}", schemas.empty(table))
+                empty = identifier(f"_empty_{table}")
+                source = f"(SELECT * FROM {empty} UNION ALL BY NAME SELECT * FROM {source})"
+            defaults = schemas.READ_DEFAULTS.get(table, {})
+            replace = ", ".join(
+                f"coalesce({identifier(c)}, {literal(v)}) AS {identifier(c)}"
+                for c, v in defaults.items()
+            )
+            query = f"SELECT * {f'REPLACE ({replace}) ' if replace else ''}FROM {source}"
             if table in schemas.PER_LOG_TABLES:
                 query += " WHERE log_id IN (SELECT log_id FROM logs)" if logs else " WHERE false"
             elif table in schemas.PUBLISHED_BY:
@@ -664,6 +674,9 @@ class Lake:
                     else " WHERE false"
                 )
             con.execute(f"CREATE OR REPLACE VIEW {identifier(table)} AS {query}")
+        for view, select in schemas.VIEWS.items():
+            if set(schemas.VIEW_READS[view]) <= set(snapshot.tables):
+                con.execute(f"CREATE OR REPLACE VIEW {identifier(view)} AS {select}")
 
     def read(self, table: str, columns: list[str] | None = None) -> pa.Table:
         """Read a whole table (published rows only) as Arrow."""

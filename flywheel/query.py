@@ -113,7 +113,7 @@ def _check_sql(text: str) -> str:
             query=text,
         )
     node = _tree(select, "query", text)
-    tables = frozenset(schemas.KNOWN_TABLES)
+    tables = frozenset(schemas.QUERYABLE)
     outside = _reaches_outside(node, tables, PURE_TABLE_FUNCTIONS)
     if outside and outside[0] == "function":
         raise QueryError(

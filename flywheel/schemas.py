@@ -70,6 +70,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("scene_seconds", _F),
             ("embedding_version", _S),
             ("notes", _TEXTS),  # warnings of the decode, for people
+            ("source", _S),  # the `sources` row it came under; `unassigned` when none (views)
         ]
     ),
     "ego": pa.schema(
@@ -256,6 +257,54 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("attrs", _S),
         ]
     ),
+    # where logs come from and on what terms (flywheel.sources): one file per source, rewritten
+    # when it is revoked; `until` is the last day of the license (UTC), null when open-ended
+    "sources": pa.schema(
+        [
+            ("name", _S),
+            ("license", _S),
+            ("until", pa.date32()),
+            ("uses", _TEXTS),  # what the data may be used for: train, eval, …
+            ("owner", _S),
+            ("added_at", UTC_TS),
+            ("revoked_at", UTC_TS),
+            ("revoked_by", _S),
+            ("purged_at", UTC_TS),  # when `source revoke --purge` deleted its logs' rows
+        ]
+    ),
+    # immutable dataset versions (labeling.datasets): one row per version and scene, one file
+    # per version, never rewritten; `digest` hashes the version's (scene_id, label) pairs
+    "datasets": pa.schema(
+        [
+            ("dataset", _S),
+            ("version", _I),
+            ("digest", _S),
+            ("scene_id", _S),
+            ("log_id", _S),
+            ("source", _S),
+            ("label", _S),  # the label's result, JSON text (the vendor's own form)
+            ("batch_id", _S),  # the batch the label came from
+            ("vendor", _S),
+            ("annotator", _S),
+            ("created_at", UTC_TS),
+            ("created_by", _S),
+            ("asked", _S),  # JSON: what it was created from (batches, selection, where)
+            ("override", _S),  # JSON: the ended sources --allow-expired let in, and who; or null
+        ]
+    ),
+    # what `track trained --batch` used, fixed when it was recorded (metrics.track): the scenes
+    # of the batches, their logs and sources, so lineage outlives a purge of the sources
+    "model_inputs": pa.schema(
+        [
+            ("model", _S),
+            ("batch_id", _S),
+            ("scene_id", _S),
+            ("log_id", _S),
+            ("source", _S),
+            ("vendor", _S),
+            ("recorded_at", UTC_TS),
+        ]
+    ),
     # triggers (ingest.triggers): one row per version of a definition
     "triggers": pa.schema(
         [
@@ -301,7 +350,12 @@ SCHEMAS: dict[str, pa.Schema] = {
 
 # Columns declared after writers of the table existed: files those wrote lack them, and a
 # writer that does not set them gets nulls from `conform` (unknown).
-LATE_COLUMNS = {"logs": ("expected_messages", "complete")}
+LATE_COLUMNS = {"logs": ("expected_messages", "complete", "source")}
+
+# What a view shows for a null in a column (old files lack the column): a log ingested without
+# a source, or before sources existed, came from `unassigned`.
+UNASSIGNED = "unassigned"
+READ_DEFAULTS = {"logs": {"source": UNASSIGNED}}
 
 # The columns a writer must give (CONTRACT §2); every other declared column is optional and
 # `conform` fills it with nulls when a writer leaves it out.
@@ -328,6 +382,12 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     ),
     "labels": ("batch_id", "scene_id", "vendor", "annotator", "result", "completed_at"),
     "events": ("entity_id", "stage", "at", "attrs"),
+    "sources": ("name", "license", "uses", "added_at"),
+    "datasets": (
+        *("dataset", "version", "digest", "scene_id", "log_id", "source", "label"),
+        *("created_at", "created_by"),
+    ),
+    "model_inputs": ("model", "batch_id", "scene_id", "recorded_at"),
     "triggers": tuple(SCHEMAS["triggers"].names),
     "trigger_runs": tuple(SCHEMAS["trigger_runs"].names),
     "trigger_hits": tuple(SCHEMAS["trigger_hits"].names),
@@ -342,10 +402,42 @@ PER_LOG_TABLES = ("ego", "gnss", "imu", "objects", "scenes")
 # no view shows, and the rerun writes them again under a new run id.
 PUBLISHED_BY = {"trigger_hits": ("run_id", "trigger_runs")}
 
+# Views the lake derives from its tables (name -> SELECT), made after the tables' views.
+# `models`: one row per model `flywheel track` recorded, with what a person asks of it later.
+VIEWS = {
+    "models": """
+        SELECT entity_id AS model,
+            max("at") FILTER (stage = 'trained') AS trained_at,
+            max("at") FILTER (stage = 'evaluated') AS evaluated_at,
+            max("at") FILTER (stage = 'deployed') AS deployed_at,
+            count(*) FILTER (stage = 'deployed') > 0 AS deployed,
+            CAST(coalesce(json_extract_string(arg_max(attrs, "at") FILTER (stage = 'trained'),
+                '$.datasets[*]'), []) AS VARCHAR[]) AS datasets,
+            CAST(coalesce(json_extract_string(arg_max(attrs, "at") FILTER (stage = 'trained'),
+                '$.batches[*]'), []) AS VARCHAR[]) AS batches,
+            json_extract_string(arg_max(attrs, "at") FILTER (stage = 'trained'), '$.by')
+                AS trained_by,
+            json_extract_string(arg_max(attrs, "at") FILTER (stage = 'trained'), '$.code')
+                AS code,
+            json_extract(arg_max(attrs, "at") FILTER (stage = 'trained'), '$.params')::VARCHAR
+                AS params,
+            arg_max(attrs, "at") FILTER (stage = 'trained') AS attrs
+        FROM events
+        WHERE stage IN ('trained', 'evaluated', 'deployed')
+        GROUP BY entity_id
+        HAVING count(*) FILTER (stage = 'trained') > 0
+    """,
+}
+
+# The tables each view reads: a connection over fewer tables has no such view.
+VIEW_READS = {"models": ("events",)}
+
 # Every name the lake reads as a table: a folder of any other name is not a table and never
 # becomes a view (or SQL).
 TABLES = tuple(SCHEMAS)
 KNOWN_TABLES = TABLES
+# Every name a query may read: the tables and the views derived from them.
+QUERYABLE = (*TABLES, *VIEWS)
 
 
 def check(name: str, table: pa.Table) -> None:

@@ -26,6 +26,7 @@ import pyarrow as pa
 from flywheel import events
 from flywheel.errors import InputError
 from flywheel.lake import Lake, resolve
+from flywheel.sources import UNASSIGNED, for_ingest
 
 LOG_SUFFIXES = (".mcap", ".bag", ".db3")
 WORKER_MODULES = ("ingest.pipeline", "ingest.readers", "ingest.scenes", "ingest.embed")
@@ -39,6 +40,7 @@ class IngestOptions:
     force: bool = False
     topic_map: Mapping[str, str] | None = None
     embedder: str | None = None
+    source: str | None = None  # recorded on every log; None: unassigned (kept on --force)
 
 
 @dataclass
@@ -68,6 +70,8 @@ class IngestSummary:
     results: list[FileResult]
     seconds: float
     triggers: dict[str, int] = field(default_factory=dict)  # hits per trigger on the added logs
+    source: str = "unassigned"  # the source recorded on the logs this run added
+    warnings: list[str] = field(default_factory=list)  # for people: e.g. an ended license
 
     @property
     def exit_code(self) -> int:
@@ -90,6 +94,8 @@ class IngestSummary:
             "scenes": sum(r.n_scenes for r in self.results),
             "results": [asdict(r) for r in self.results],
             "triggers": dict(self.triggers),
+            "source": self.source,
+            "warnings": list(self.warnings),
         }
 
 
@@ -227,6 +233,11 @@ def ingest_file(root: str, source: str, options: IngestOptions) -> FileResult:
             result.seconds = time.perf_counter() - started
             return result
         replacing = lake.exists("logs", log_id)
+        source = options.source
+        if replacing and source is None:  # a re-ingest keeps the source the log was given
+            previous = lake.read_file("logs", log_id)
+            if previous is not None and "source" in previous.column_names:
+                source = previous.column("source")[0].as_py()
         try:
             log = read_log(path, topic_map=options.topic_map)
         except InputError as exc:
@@ -279,7 +290,7 @@ def ingest_file(root: str, source: str, options: IngestOptions) -> FileResult:
             "logs",
             _logs_row(
                 log_id, sha, uri, size, log, scenes, options, notes, ingested_at, embedder.version
-            ),
+            ).append_column("source", pa.array([source], pa.string())),
             name=log_id,
         )
 
@@ -373,6 +384,7 @@ def ingest(
     force: bool = False,
     topic_map: Mapping[str, str] | None = None,
     embedder: str | None = None,
+    source: str | None = None,
     on_result: Callable[[FileResult], None] | None = None,
 ) -> IngestSummary:
     """Ingest every log under `paths` into `lake`; see the module docstring.
@@ -386,7 +398,15 @@ def ingest(
     target.clean_temporary()
     sources, skipped = survey(paths)
     _embedder(embedder)  # fail fast on a bad embedder spec, before any work is sent out
-    options = IngestOptions(scene_seconds, force, dict(topic_map) if topic_map else None, embedder)
+    # an unknown or revoked source fails here, before any file is read
+    recorded, warning = for_ingest(target, source)
+    options = IngestOptions(
+        scene_seconds,
+        force,
+        dict(topic_map) if topic_map else None,
+        embedder,
+        None if recorded == UNASSIGNED else recorded,
+    )
     # largest first, so one big file does not finish last on an otherwise idle cluster
     sources.sort(key=_size, reverse=True)
     root = target.uri
@@ -407,7 +427,9 @@ def ingest(
     results.sort(key=lambda r: r.source_uri)
     added = [r.log_id for r in results if r.log_id and r.status in ADDED]
     found = _run_triggers(target, added)
-    return IngestSummary(results, time.perf_counter() - started, found)
+    summary = IngestSummary(results, time.perf_counter() - started, found, recorded)
+    summary.warnings = [warning] if warning else []
+    return summary
 
 
 ADDED = ("ingested", "replaced", "salvaged")  # statuses whose log is published now

@@ -21,6 +21,8 @@ from typing import Any
 from flywheel import events
 from flywheel.errors import InputError
 from flywheel.lake import Lake, resolve
+from flywheel.lineage import parse_ref
+from flywheel.sources import user
 
 TRACKED = ("trained", "evaluated", "deployed")
 
@@ -32,8 +34,16 @@ def track(
     batches: Sequence[str] = (),
     at: dt.datetime | None = None,
     attrs: Mapping[str, Any] | None = None,
+    datasets: Sequence[str] = (),
+    by: str | None = None,
+    code: str | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Record that `model` reached `stage` at `at` (default now); the events file written."""
+    """Record that `model` reached `stage` at `at` (default now); the events file written.
+
+    `trained` names what the run used: dataset versions (``NAME@N``) and/or label batches,
+    and records who trained it (`by`, default the user), the code version and parameters. The
+    scenes of the batches are fixed in `model_inputs` then, so lineage outlives a purge."""
     lake = resolve(lake)
     if stage not in TRACKED:
         raise InputError(f"cannot track {stage!r}: choose one of {', '.join(TRACKED)}")
@@ -45,9 +55,10 @@ def track(
     attrs = dict(attrs or {})
     con = lake.connect()
     if stage == "trained":
-        if not batches:
+        if not batches and not datasets:
             raise InputError(
-                f"`trained` needs the label batches model {model!r} was trained on (--batch)"
+                f"`trained` needs what model {model!r} was trained on: --dataset NAME@N or "
+                "--batch BATCH_ID (repeatable)"
             )
         known = {
             r[0]
@@ -62,17 +73,39 @@ def track(
                 f"unknown label batch(es) {', '.join(unknown)}: no scene of this lake was "
                 "submitted in them (`flywheel label status` lists batches)"
             )
+        refs = [f"{n}@{v}" for n, v in (parse_ref(d) for d in datasets)]
+        versions = {
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT dataset || '@' || version FROM datasets "
+                "WHERE list_contains($refs, dataset || '@' || version)",
+                {"refs": refs},
+            ).fetchall()
+        }
+        missing = sorted(set(refs) - versions)
+        if missing:
+            raise InputError(
+                f"unknown dataset version(s) {', '.join(missing)} "
+                "(`flywheel dataset list` lists them)"
+            )
         attrs["batches"] = sorted(set(batches))
+        attrs["datasets"] = sorted(set(refs))
+        attrs["by"] = by or user()
+        if code is not None:
+            attrs["code"] = code
+        if params is not None:
+            attrs["params"] = dict(params)
+        _fix_inputs(lake, con, model, sorted(set(batches)), at)
     else:
-        if batches:
-            raise InputError(f"--batch belongs to `trained`, not `{stage}`")
+        if batches or datasets:
+            raise InputError(f"--batch and --dataset belong to `trained`, not `{stage}`")
         trained = con.execute(
             "SELECT min(\"at\") FROM events WHERE stage = 'trained' AND entity_id = ?", [model]
         ).fetchone()[0]
         if trained is None:
             raise InputError(
                 f"model {model!r} has no training record; run `flywheel track trained "
-                f"--model {model} --batch BATCH_ID …` first"
+                f"--model {model} --dataset NAME@N …` first"
             )
         if at < trained:
             raise InputError(
@@ -80,6 +113,24 @@ def track(
                 f"({trained.isoformat()})"
             )
     return events.record(lake, [model], stage, at=at, attrs=attrs, name=_file_name(stage, model))
+
+
+def _fix_inputs(lake: Lake, con, model: str, batches: list[str], at: dt.datetime) -> None:
+    """Write what the batches hold now (scene, log, source, vendor) as the model's inputs."""
+    rows = con.sql(
+        """
+        SELECT $model AS model, t.batch_id, t.scene_id, s.log_id,
+            coalesce(l.source, 'unassigned') AS source, t.vendor, $at AS recorded_at
+        FROM tasks t LEFT JOIN scenes s USING (scene_id) LEFT JOIN logs l USING (log_id)
+        WHERE list_contains($batches, t.batch_id) ORDER BY t.batch_id, t.scene_id
+        """,
+        params={"model": model, "batches": batches, "at": at},
+    ).to_arrow_table()
+    name = _file_name("inputs", model)
+    if rows.num_rows:
+        lake.write("model_inputs", rows, name=name)
+    else:
+        lake.remove("model_inputs", name)
 
 
 def parse_time(text: str) -> dt.datetime:

@@ -1,0 +1,343 @@
+"""Lineage: which data trained which model, asked either way (CONTRACT §7).
+
+Every answer is one DuckDB query over one relation, `edges`: a row per (model, scene) a model
+was trained on, with the dataset version and batch that brought the scene in, its log, the
+log's source and the vendor that labeled it. A model's scenes come from
+
+- the dataset versions its `trained` record names (`datasets`, immutable rows), and
+- the label batches it names: the scenes `track trained` fixed in `model_inputs` when it was
+  recorded, or, for records older than that table, the batch's tasks as they are now.
+
+Both kinds of record outlive a purge (flywheel.purge keeps them), so a model still names the
+logs and sources it used after their rows are gone.
+
+>>> lin = lineage("/tmp/flywheel-doctest-lake")
+>>> list(lin.expiring(30).columns)[:3]
+['source', 'until', 'days_left']
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pandas as pd
+
+from flywheel.errors import InputError
+from flywheel.lake import Lake, LakeConnection, resolve
+
+EDGES_SQL = """
+WITH named_datasets AS (
+    SELECT model, unnest(datasets) AS ref FROM models
+),
+named_batches AS (
+    SELECT model, unnest(batches) AS batch_id FROM models
+),
+fixed AS (SELECT DISTINCT model, batch_id FROM model_inputs)
+SELECT n.model, n.ref AS dataset, d.batch_id, d.scene_id, d.log_id, d.source, d.vendor
+FROM named_datasets n JOIN datasets d ON d.dataset || '@' || CAST(d.version AS VARCHAR) = n.ref
+UNION ALL
+SELECT i.model, NULL, i.batch_id, i.scene_id, i.log_id, i.source, i.vendor
+FROM model_inputs i
+UNION ALL
+SELECT n.model, NULL, n.batch_id, t.scene_id, s.log_id, l.source, t.vendor
+FROM named_batches n
+JOIN tasks t USING (batch_id)
+LEFT JOIN scenes s USING (scene_id)
+LEFT JOIN logs l USING (log_id)
+WHERE NOT EXISTS (SELECT 1 FROM fixed f WHERE f.model = n.model AND f.batch_id = n.batch_id)
+"""
+
+
+def lineage(lake: str | Lake | None = None) -> Lineage:
+    """Lineage queries over `lake` (default: the configured lake)."""
+    return Lineage(resolve(lake))
+
+
+def parse_ref(ref: str) -> tuple[str, int]:
+    """``NAME@N`` -> (NAME, N).
+
+    >>> parse_ref("pedestrians@3")
+    ('pedestrians', 3)
+    """
+    name, at, version = ref.rpartition("@")
+    if not at or not name or not version.isdigit() or int(version) < 1:
+        raise InputError(f"{ref!r} is not a dataset version: write NAME@N, e.g. pedestrians@3")
+    return name, int(version)
+
+
+class Lineage:
+    """Each method returns a pandas DataFrame; `describe_*` the dicts of CONTRACT §7's JSON."""
+
+    def __init__(self, lake: Lake) -> None:
+        self.lake = lake
+
+    def _connect(self) -> LakeConnection:
+        con = self.lake.connect()
+        con.execute(f"CREATE TEMP VIEW edges AS {EDGES_SQL}")
+        return con
+
+    def _df(self, query: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        with self._connect() as con:
+            return con.execute(query, params or {}).df()
+
+    # -- tables ----------------------------------------------------------------------------
+    def edges(self) -> pd.DataFrame:
+        """One row per (model, scene) trained on: model, dataset, batch_id, scene_id, log_id,
+        source, vendor."""
+        return self._df("SELECT * FROM edges ORDER BY model, scene_id")
+
+    def models(self) -> pd.DataFrame:
+        """The `models` view: one row per model."""
+        return self._df("SELECT * FROM models ORDER BY model")
+
+    def model(self, model: str) -> pd.DataFrame:
+        """The logs `model` was trained on: log_id, source, license, until, scenes, datasets,
+        batches, vendors (one row per log)."""
+        self._require_model(model)
+        return self._df(
+            """
+            SELECT e.log_id, coalesce(e.source, 'unassigned') AS source, s.license, s.until,
+                count(DISTINCT e.scene_id) AS scenes,
+                coalesce(list_sort(list(DISTINCT e.dataset) FILTER (e.dataset IS NOT NULL)), []) AS datasets,
+                coalesce(list_sort(list(DISTINCT e.batch_id) FILTER (e.batch_id IS NOT NULL)), []) AS batches,
+                coalesce(list_sort(list(DISTINCT e.vendor) FILTER (e.vendor IS NOT NULL)), []) AS vendors
+            FROM edges e LEFT JOIN sources s ON s.name = e.source
+            WHERE e.model = $model GROUP BY ALL ORDER BY e.log_id
+            """,
+            {"model": model},
+        )
+
+    def source(self, source: str) -> pd.DataFrame:
+        """The models trained on `source`'s logs: model, deployed, datasets, scenes, logs."""
+        return self._df(
+            """
+            SELECT e.model, coalesce(m.deployed, false) AS deployed,
+                coalesce(list_sort(list(DISTINCT e.dataset) FILTER (e.dataset IS NOT NULL)), []) AS datasets,
+                count(DISTINCT e.scene_id) AS scenes, count(DISTINCT e.log_id) AS logs
+            FROM edges e LEFT JOIN models m USING (model)
+            WHERE coalesce(e.source, 'unassigned') = $source GROUP BY ALL ORDER BY e.model
+            """,
+            {"source": source},
+        )
+
+    def source_models(self, source: str) -> pd.DataFrame:
+        """model, deployed: the models trained on `source` (CONTRACT §7's `models`)."""
+        return self.source(source)[["model", "deployed"]]
+
+    def dataset(self, ref: str) -> pd.DataFrame:
+        """The logs of the dataset version `ref` (NAME@N): log_id, source, scenes."""
+        name, version = self._require_dataset(ref)
+        return self._df(
+            """
+            SELECT log_id, source, count(*) AS scenes FROM datasets
+            WHERE dataset = $name AND version = $version GROUP BY ALL ORDER BY log_id
+            """,
+            {"name": name, "version": version},
+        )
+
+    def log(self, log_id: str) -> pd.DataFrame:
+        """The models trained on the log `log_id`: model, deployed, datasets, scenes."""
+        return self._df(
+            """
+            SELECT e.model, coalesce(m.deployed, false) AS deployed,
+                coalesce(list_sort(list(DISTINCT e.dataset) FILTER (e.dataset IS NOT NULL)), []) AS datasets,
+                count(DISTINCT e.scene_id) AS scenes
+            FROM edges e LEFT JOIN models m USING (model)
+            WHERE e.log_id = $log GROUP BY ALL ORDER BY e.model
+            """,
+            {"log": log_id},
+        )
+
+    def expiring(self, within_days: float, on: dt.date | None = None) -> pd.DataFrame:
+        """Sources whose license ends within `within_days` of `on` (default today, UTC), ended
+        ones included: source, until, days_left, status, models, deployed (model ids)."""
+        on = on or dt.datetime.now(dt.UTC).date()
+        return self._df(
+            """
+            WITH used AS (
+                SELECT DISTINCT e.source, e.model, coalesce(m.deployed, false) AS deployed
+                FROM edges e LEFT JOIN models m USING (model)
+            )
+            SELECT s.name AS source, s.until, CAST(s.until - $on AS BIGINT) AS days_left,
+                CASE WHEN s.revoked_at IS NOT NULL THEN 'revoked'
+                     WHEN s.until < $on THEN 'ended' ELSE 'active' END AS status,
+                coalesce(list_sort(list(u.model) FILTER (u.model IS NOT NULL)), []) AS models,
+                coalesce(list_sort(list(u.model) FILTER (u.deployed)), []) AS deployed
+            FROM sources s LEFT JOIN used u ON u.source = s.name
+            WHERE s.until IS NOT NULL AND s.until <= $on + CAST($days AS INTEGER)
+            GROUP BY ALL ORDER BY s.until, s.name
+            """,
+            {"on": on, "days": int(within_days)},
+        )
+
+    # -- the JSON of CONTRACT §7 --------------------------------------------------------------
+    def describe_model(self, model: str) -> dict[str, Any]:
+        logs = self.model(model)
+        with self._connect() as con:
+            row = con.execute(
+                """
+                SELECT coalesce(list_sort(list(DISTINCT dataset) FILTER (dataset IS NOT NULL)), []),
+                    coalesce(list_sort(list(DISTINCT batch_id) FILTER (batch_id IS NOT NULL)), []),
+                    count(DISTINCT scene_id),
+                    coalesce(list_sort(list(DISTINCT vendor) FILTER (vendor IS NOT NULL)), [])
+                FROM edges WHERE model = $model
+                """,
+                {"model": model},
+            ).fetchone()
+            info = con.execute(
+                "SELECT trained_at, trained_by, code, params, deployed FROM models "
+                "WHERE model = $model",
+                {"model": model},
+            ).fetchone()
+        sources = (
+            logs.groupby("source", dropna=False)
+            .agg(license=("license", "first"), until=("until", "first"))
+            .reset_index()
+        )
+        return {
+            "model": model,
+            "datasets": list(row[0]),
+            "batches": list(row[1]),
+            "scenes": int(row[2]),
+            "logs": logs["log_id"].tolist(),
+            "sources": [
+                {"name": r.source, "license": _text(r.license), "until": _date(r.until)}
+                for r in sources.itertuples()
+            ],
+            "vendors": list(row[3]),
+            "trained_at": info[0].isoformat() if info[0] else None,
+            "trained_by": info[1],
+            "code": info[2],
+            "params": info[3],
+            "deployed": bool(info[4]),
+        }
+
+    def describe_source(self, source: str) -> dict[str, Any]:
+        models = self.source(source)
+        with self._connect() as con:
+            logs = con.execute("SELECT count(*) FROM logs WHERE source = ?", [source]).fetchone()
+            datasets = con.execute(
+                "SELECT DISTINCT dataset || '@' || version AS ref, dataset, version FROM datasets "
+                "WHERE source = ? ORDER BY dataset, version",
+                [source],
+            ).fetchall()
+            row = con.execute(
+                "SELECT license, until, revoked_at FROM sources WHERE name = ?", [source]
+            ).fetchone()
+        if row is None and source != "unassigned" and not len(models):
+            raise InputError(f"unknown source {source!r} (`flywheel source list` lists them)")
+        return {
+            "source": source,
+            "license": row[0] if row else None,
+            "until": _date(row[1]) if row else None,
+            "revoked_at": row[2].isoformat() if row and row[2] else None,
+            "logs": int(logs[0]),
+            "datasets": [d[0] for d in datasets],
+            "models": [
+                {"model": r.model, "deployed": bool(r.deployed)} for r in models.itertuples()
+            ],
+        }
+
+    def describe_dataset(self, ref: str) -> dict[str, Any]:
+        logs = self.dataset(ref)
+        name, version = parse_ref(ref)
+        with self._connect() as con:
+            digest, scenes, created_at, created_by = con.execute(
+                "SELECT any_value(digest), count(*), min(created_at), any_value(created_by) "
+                "FROM datasets WHERE dataset = ? AND version = ?",
+                [name, version],
+            ).fetchone()
+            models = con.execute(
+                "SELECT DISTINCT e.model, coalesce(m.deployed, false) FROM edges e "
+                "LEFT JOIN models m USING (model) WHERE e.dataset = ? ORDER BY 1",
+                [ref],
+            ).fetchall()
+        return {
+            "dataset": name,
+            "version": version,
+            "digest": digest,
+            "scenes": int(scenes),
+            "created_at": created_at.isoformat(),
+            "created_by": created_by,
+            "logs": logs["log_id"].tolist(),
+            "sources": sorted(set(logs["source"])),
+            "models": [{"model": m, "deployed": bool(d)} for m, d in models],
+        }
+
+    def describe_log(self, log_id: str) -> dict[str, Any]:
+        models = self.log(log_id)
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT source, source_uri, n_scenes FROM logs WHERE log_id = ?", [log_id]
+            ).fetchone()
+            used = con.execute(
+                "SELECT any_value(source) FROM datasets WHERE log_id = ?", [log_id]
+            ).fetchone()
+            datasets = con.execute(
+                "SELECT DISTINCT dataset || '@' || version, dataset, version FROM datasets "
+                "WHERE log_id = ? ORDER BY dataset, version",
+                [log_id],
+            ).fetchall()
+        if row is None and not len(models) and not datasets:
+            raise InputError(f"no log {log_id!r} in the lake or its lineage records")
+        return {
+            "log": log_id,
+            "source": row[0] if row else used[0],
+            "source_uri": row[1] if row else None,
+            "in_lake": row is not None,
+            "scenes": int(row[2] or 0) if row else 0,
+            "datasets": [d[0] for d in datasets],
+            "models": [
+                {"model": r.model, "deployed": bool(r.deployed)} for r in models.itertuples()
+            ],
+        }
+
+    def describe_expiring(self, within_days: float, on: dt.date | None = None) -> list[dict]:
+        return [
+            {
+                "source": r.source,
+                "until": _date(r.until),
+                "days_left": int(r.days_left),
+                "status": r.status,
+                "models": list(r.models),
+                "deployed": list(r.deployed),
+            }
+            for r in self.expiring(within_days, on).itertuples()
+        ]
+
+    # -- checks -------------------------------------------------------------------------------
+    def _require_model(self, model: str) -> None:
+        with self.lake.connect(snapshot=self.lake.snapshot(["events"])) as con:
+            known = con.execute("SELECT count(*) FROM models WHERE model = ?", [model]).fetchone()
+        if not known[0]:
+            raise InputError(
+                f"no model {model!r} was tracked as trained (`flywheel track trained --model "
+                f"{model} …` records one)"
+            )
+
+    def _require_dataset(self, ref: str) -> tuple[str, int]:
+        name, version = parse_ref(ref)
+        with self.lake.connect(snapshot=self.lake.snapshot(["datasets"])) as con:
+            found = con.execute(
+                "SELECT count(*) FROM datasets WHERE dataset = ? AND version = ?", [name, version]
+            ).fetchone()
+        if not found[0]:
+            raise InputError(f"no dataset version {ref!r} (`flywheel dataset list` lists them)")
+        return name, version
+
+
+def _date(value: Any) -> str | None:
+    """A license date as YYYY-MM-DD (pandas hands dates back as Timestamps), or None."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, dt.datetime):  # pd.Timestamp too
+        value = value.date()
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or (not isinstance(value, str) and pd.isna(value)) else value
+
+
+__all__ = ["EDGES_SQL", "Lineage", "lineage", "parse_ref"]
