@@ -624,7 +624,11 @@ class Lake:
                 con.execute("SET autoload_known_extensions = false")
                 con.register_filesystem(self.fs)
             connection = LakeConnection(self, con, snapshot or self.snapshot())
-            connection._retry(lambda: self._create_views(con, connection.snapshot))
+            try:
+                self._create_views(con, connection.snapshot)
+            except _VANISHED:  # a listed file went meanwhile: views over a fresh listing
+                if not connection.refresh():
+                    raise
         except BaseException:
             con.close()
             raise
@@ -687,6 +691,8 @@ class Lake:
 
 # A query that failed on a file replaced under it runs again this many times in all.
 ATTEMPTS = 3
+# how long a reader keeps listing again while files it listed keep vanishing under it
+CHURN_S = 10.0
 _VANISHED = (duckdb.IOException, duckdb.InvalidInputException)
 # relation methods that run the query (the others build new relations)
 _RUNS = frozenset(
@@ -753,13 +759,24 @@ class LakeConnection:
     query = sql
 
     def refresh(self) -> bool:
-        """Point the views at the files published now; False when nothing changed."""
-        fresh = self.lake.snapshot(self.snapshot.tables)
-        if fresh == self.snapshot:
-            return False
-        self.lake._create_views(self.duckdb, fresh)
-        self.snapshot = fresh
-        return True
+        """Point the views at the files published now; False when nothing changed.
+
+        A file listed now may be gone before its view is made (a purge deletes many in a
+        row): the listing is then taken again, for as long as the lake keeps changing, up to
+        CHURN_S seconds."""
+        deadline = time.monotonic() + CHURN_S
+        while True:
+            fresh = self.lake.snapshot(self.snapshot.tables)
+            if fresh == self.snapshot:
+                return False
+            try:
+                self.lake._create_views(self.duckdb, fresh)
+            except _VANISHED:
+                if time.monotonic() > deadline:
+                    raise
+                continue
+            self.snapshot = fresh
+            return True
 
     def _retry(self, work: Callable[[], T]) -> T:
         for attempt in range(1, ATTEMPTS + 1):

@@ -49,6 +49,10 @@ WHERE NOT EXISTS (SELECT 1 FROM fixed f WHERE f.model = n.model AND f.batch_id =
 """
 
 
+# the distinct non-null values of a column of a group, sorted (an empty list, never null)
+IDS = "coalesce(list_sort(list(DISTINCT x) FILTER (x IS NOT NULL)), [])"
+
+
 def lineage(lake: str | Lake | None = None) -> Lineage:
     """Lineage queries over `lake` (default: the configured lake)."""
     return Lineage(resolve(lake))
@@ -75,6 +79,7 @@ class Lineage:
     def _connect(self) -> LakeConnection:
         con = self.lake.connect()
         con.execute(f"CREATE TEMP VIEW edges AS {EDGES_SQL}")
+        con.execute(f"CREATE TEMP MACRO ids(x) AS {IDS}")
         return con
 
     def _df(self, query: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -99,9 +104,9 @@ class Lineage:
             """
             SELECT e.log_id, coalesce(e.source, 'unassigned') AS source, s.license, s.until,
                 count(DISTINCT e.scene_id) AS scenes,
-                coalesce(list_sort(list(DISTINCT e.dataset) FILTER (e.dataset IS NOT NULL)), []) AS datasets,
-                coalesce(list_sort(list(DISTINCT e.batch_id) FILTER (e.batch_id IS NOT NULL)), []) AS batches,
-                coalesce(list_sort(list(DISTINCT e.vendor) FILTER (e.vendor IS NOT NULL)), []) AS vendors
+                ids(e.dataset) AS datasets,
+                ids(e.batch_id) AS batches,
+                ids(e.vendor) AS vendors
             FROM edges e LEFT JOIN sources s ON s.name = e.source
             WHERE e.model = $model GROUP BY ALL ORDER BY e.log_id
             """,
@@ -113,7 +118,7 @@ class Lineage:
         return self._df(
             """
             SELECT e.model, coalesce(m.deployed, false) AS deployed,
-                coalesce(list_sort(list(DISTINCT e.dataset) FILTER (e.dataset IS NOT NULL)), []) AS datasets,
+                ids(e.dataset) AS datasets,
                 count(DISTINCT e.scene_id) AS scenes, count(DISTINCT e.log_id) AS logs
             FROM edges e LEFT JOIN models m USING (model)
             WHERE coalesce(e.source, 'unassigned') = $source GROUP BY ALL ORDER BY e.model
@@ -141,7 +146,7 @@ class Lineage:
         return self._df(
             """
             SELECT e.model, coalesce(m.deployed, false) AS deployed,
-                coalesce(list_sort(list(DISTINCT e.dataset) FILTER (e.dataset IS NOT NULL)), []) AS datasets,
+                ids(e.dataset) AS datasets,
                 count(DISTINCT e.scene_id) AS scenes
             FROM edges e LEFT JOIN models m USING (model)
             WHERE e.log_id = $log GROUP BY ALL ORDER BY e.model
@@ -177,10 +182,10 @@ class Lineage:
         with self._connect() as con:
             row = con.execute(
                 """
-                SELECT coalesce(list_sort(list(DISTINCT dataset) FILTER (dataset IS NOT NULL)), []),
-                    coalesce(list_sort(list(DISTINCT batch_id) FILTER (batch_id IS NOT NULL)), []),
+                SELECT ids(dataset),
+                    ids(batch_id),
                     count(DISTINCT scene_id),
-                    coalesce(list_sort(list(DISTINCT vendor) FILTER (vendor IS NOT NULL)), [])
+                    ids(vendor)
                 FROM edges WHERE model = $model
                 """,
                 {"model": model},

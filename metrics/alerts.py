@@ -14,6 +14,8 @@ Three conditions, each with a stable id so the same condition is the same alert 
   slow raises nothing; a stage that got slower does.
 - ``stuck:<stage>``: scenes waiting at a stage (it is their furthest) longer than its
   ``stuck_<stage>_days`` threshold: labeled but never trained, trained but never evaluated…
+- ``license:<source>`` (``metrics.licenses``): a license that ends soon, or has ended under a
+  deployed model.
 
 Every alert names what, how much, since when, the report section that shows it, and the
 command that lists the affected entities (``flywheel report --alert ID``).
@@ -29,6 +31,7 @@ import pandas as pd
 
 from flywheel.config import MetricsConfig
 from flywheel.errors import InputError
+from flywheel.lineage import EDGES_SQL
 from metrics._units import duration as _duration
 from metrics._units import iso as _iso
 from metrics.cycle import STAGES
@@ -98,8 +101,21 @@ def entities(
             """,
             {"now": t, "stage": key, "limit": _stuck_days(config, key) * 86400},
         ).df()
+    if kind == "license" and key:
+        return con.execute(
+            f"""
+            WITH edges AS ({EDGES_SQL})
+            SELECT e.model, coalesce(m.deployed, false) AS deployed, m.deployed_at,
+                count(DISTINCT e.scene_id) AS scenes, count(DISTINCT e.log_id) AS logs,
+                list_sort(list(DISTINCT e.dataset) FILTER (e.dataset IS NOT NULL)) AS datasets
+            FROM edges e LEFT JOIN models m USING (model)
+            WHERE e.source = $key GROUP BY ALL ORDER BY deployed DESC, e.model
+            """,
+            {"key": key},
+        ).df()
     raise InputError(
-        f"no alert {alert_id!r}: ids look like sla:VENDOR, slow:STAGE or stuck:STAGE "
+        f"no alert {alert_id!r}: ids look like sla:VENDOR, slow:STAGE, stuck:STAGE or "
+        "license:SOURCE "
         "(`flywheel report` lists the current ones)"
     )
 

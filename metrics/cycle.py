@@ -6,7 +6,8 @@ Where each time comes from:
 - ``ingested``: the first ``ingested`` event of the scene's log (else ``logs.ingested_at``).
 - ``mined``, ``submitted``, ``labeled``: the scene's first event of that stage.
 - ``trained``: the first ``trained`` event of a model whose ``attrs.batches`` holds a batch the
-  scene was submitted in (the ``batch_id`` of its ``submitted`` events).
+  scene was submitted in (the ``batch_id`` of its ``submitted`` events), or whose
+  ``attrs.datasets`` holds a dataset version with the scene.
 - ``evaluated``, ``deployed``: the first evaluation and deployment of any model trained on the
   scene. That is CONTRACT §2's "that model" when the first model trained on a scene ships; when
   it does not (a failed evaluation) and a later model with the scene does, the scene's data
@@ -64,16 +65,23 @@ model_stages AS (
            min("at") FILTER (WHERE stage = 'deployed') AS deployed
     FROM events WHERE stage IN ('evaluated', 'deployed') GROUP BY entity_id
 ),
-batch_stages AS (
-    SELECT batch_id, min(trained) AS trained, min(evaluated) AS evaluated,
-           min(deployed) AS deployed
-    FROM model_batches LEFT JOIN model_stages USING (model_id)
-    GROUP BY batch_id
+model_datasets AS (
+    SELECT entity_id AS model_id, "at" AS trained,
+           unnest(CAST(json_extract_string(attrs, '$.datasets[*]') AS VARCHAR[])) AS ref
+    FROM events WHERE stage = 'trained'
+),
+model_scenes AS (
+    SELECT mb.model_id, mb.trained, sb.scene_id
+    FROM model_batches mb JOIN scene_batches sb USING (batch_id)
+    UNION ALL
+    SELECT md.model_id, md.trained, d.scene_id
+    FROM model_datasets md
+    JOIN datasets d ON d.dataset || '@' || CAST(d.version AS VARCHAR) = md.ref
 ),
 scene_models AS (
     SELECT scene_id, min(trained) AS trained, min(evaluated) AS evaluated,
            min(deployed) AS deployed
-    FROM scene_batches JOIN batch_stages USING (batch_id)
+    FROM model_scenes LEFT JOIN model_stages USING (model_id)
     GROUP BY scene_id
 )
 SELECT s.scene_id, s.log_id,

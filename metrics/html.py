@@ -60,6 +60,7 @@ def render(report: Report) -> str:
         _triggers(report),
         _vendors(report),
         _lineage(report),
+        _licenses(report),
         '<p class="muted">Stage times per CONTRACT §2; a stage\'s latency is its time minus the '
         "nearest earlier stage the scene reached; percentiles interpolate linearly. Made by "
         "<code>flywheel report</code>.</p>",
@@ -268,13 +269,13 @@ def _lineage(report: Report) -> str:
     if not report.lineage:
         return (
             '<h2 id="lineage">Lineage</h2><p class="muted">No model tracked yet: '
-            "<code>flywheel track trained --model M --batch B</code>.</p>"
+            "<code>flywheel track trained --model M --dataset NAME@N</code>.</p>"
         )
     rows = []
     for m in report.lineage:
-        batches = m["batches"]
-        shown = ", ".join(batches[-3:]) + (
-            f" (+{len(batches) - 3} earlier)" if len(batches) > 3 else ""
+        inputs = m["datasets"] + m["batches"]
+        shown = ", ".join(inputs[-3:]) + (
+            f" (+{len(inputs) - 3} earlier)" if len(inputs) > 3 else ""
         )
         rows.append(
             [
@@ -282,13 +283,45 @@ def _lineage(report: Report) -> str:
                 (m["trained_at"] or "-")[:16],
                 (m["evaluated_at"] or "-")[:16],
                 (m["deployed_at"] or "not deployed")[:16],
-                len(batches),
                 f"{m['scenes']:,}",
-                shown,
+                ", ".join(m["sources"]) or "-",
+                shown or "-",
             ]
         )
-    return '<h2 id="lineage">Lineage: which batches fed which model</h2>' + _table(
-        ["model", "trained", "evaluated", "deployed", "batches", "scenes", "latest batches"],
+    return '<h2 id="lineage">Lineage: which data fed which model</h2>' + _table(
+        ["model", "trained", "evaluated", "deployed", "scenes", "sources", "datasets, batches"],
         rows,
-        {4, 5},
+        {4},
+    )
+
+
+def _licenses(report: Report) -> str:
+    if not report.licenses:
+        return (
+            '<h2 id="licenses">Licenses</h2><p class="muted">No source registered: '
+            "<code>flywheel source add NAME --license TEXT --until YYYY-MM-DD</code>, then "
+            "<code>flywheel ingest … --source NAME</code>.</p>"
+        )
+    rows, ids = [], []
+    for s in report.licenses:
+        days = s["days_left"]
+        left = "open-ended" if days is None else (f"{days}" if days >= 0 else f"ended {-days} ago")
+        models = ", ".join(m + (" (deployed)" if m in s["deployed"] else "") for m in s["models"])
+        rows.append(
+            [
+                s["source"],
+                s["license"],
+                ", ".join(s["uses"]),
+                s["until"] or "-",
+                left,
+                s["status"],
+                f"{s['logs']:,}",
+                f"{s['scenes']:,}",
+                models or "-",
+            ]
+        )
+        ids.append(f"license-{s['source']}")
+    head = ["source", "license", "uses", "until", "days left", "status", "logs", "scenes"]
+    return '<h2 id="licenses">Licenses: what each source allows, and what depends on it</h2>' + (
+        _table([*head, "models"], rows, {4, 6, 7}, row_ids=ids)
     )

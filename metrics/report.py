@@ -11,7 +11,8 @@
 - ``bottleneck``: the stage with the largest share of the median cycle (medians over the
   scenes that completed the cycle; over every scene that reached the stage while none has);
 - ``vendors``: labeling turnaround (``completed_at - submitted_at``, the vendor's clock) per
-  vendor against its SLA; ``lineage``: which batches fed which model;
+  vendor against its SLA; ``lineage``: which dataset versions and batches fed which model;
+- ``licenses``: each source's terms and the logs, scenes and models that depend on it;
 - ``alerts`` (``metrics.alerts``).
 
 `since` keeps stage transitions, completed cycles and throughput at or after that time; work
@@ -32,8 +33,10 @@ import duckdb
 from flywheel.config import MetricsConfig, load_config
 from flywheel.events import now as utc_now
 from flywheel.lake import Lake, resolve
+from flywheel.lineage import EDGES_SQL
 from ingest.triggers import CURRENT_HITS
 from metrics import alerts as alerting
+from metrics import licenses as licensing
 from metrics._units import duration, iso
 from metrics.cycle import STAGES, connect
 
@@ -63,6 +66,8 @@ class Report:
     histograms: dict[str, list[list[float]]] = field(default_factory=dict)
     # hits per trigger per week of driving, and per hour driven that week
     triggers: list[dict[str, Any]] = field(default_factory=list)
+    # each source's terms and what depends on it (metrics.licenses)
+    licenses: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,6 +89,7 @@ def build(
     cycle, weekly = _cycle(con, t_since)
     wip, wip_detail = _wip(con, t_now)
     bottleneck, sentence, shares = _bottleneck(con, t_since)
+    terms = licensing.licenses(con, now.date())
     return Report(
         generated_at=iso(t_now),
         since=iso(t_since) if t_since is not None else None,
@@ -99,9 +105,13 @@ def build(
         bottleneck_shares=shares,
         vendors=_vendors(con, t_since, t_now),
         lineage=_lineage(con),
-        alerts=[a.as_dict() for a in alerting.evaluate(con, now, config)],
+        alerts=[
+            a.as_dict()
+            for a in [*alerting.evaluate(con, now, config), *licensing.alerts(terms, config)]
+        ],
         histograms=_histograms(con, t_since),
         triggers=_triggers(con, t_since, t_now),
+        licenses=terms,
     )
 
 
@@ -314,30 +324,18 @@ def _vendors(
 
 def _lineage(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     rows = con.execute(
-        """
-        WITH m AS (
-            SELECT entity_id AS model_id, min(epoch_us("at") / 1e6) FILTER (WHERE stage = 'trained')
-                       AS trained,
-                   min(epoch_us("at") / 1e6) FILTER (WHERE stage = 'evaluated') AS evaluated,
-                   min(epoch_us("at") / 1e6) FILTER (WHERE stage = 'deployed') AS deployed
-            FROM events WHERE stage IN ('trained', 'evaluated', 'deployed') GROUP BY entity_id
-        ),
-        b AS (
-            SELECT DISTINCT entity_id AS model_id,
-                   unnest(CAST(json_extract_string(attrs, '$.batches[*]') AS VARCHAR[]))
-                       AS batch_id
-            FROM events WHERE stage = 'trained'
-        ),
-        sb AS (
-            SELECT json_extract_string(attrs, '$.batch_id') AS batch_id,
-                   count(DISTINCT entity_id) AS scenes
-            FROM events WHERE stage = 'submitted' GROUP BY 1
+        f"""
+        WITH edges AS ({EDGES_SQL}),
+        used AS (
+            SELECT model, list_sort(list(DISTINCT batch_id) FILTER (batch_id IS NOT NULL)) AS b,
+                list_sort(list(DISTINCT coalesce(source, 'unassigned'))) AS src,
+                count(DISTINCT scene_id) AS scenes
+            FROM edges GROUP BY model
         )
-        SELECT m.model_id, m.trained, m.evaluated, m.deployed,
-               list(b.batch_id ORDER BY b.batch_id) FILTER (WHERE b.batch_id IS NOT NULL),
-               coalesce(sum(sb.scenes), 0)
-        FROM m LEFT JOIN b USING (model_id) LEFT JOIN sb USING (batch_id)
-        GROUP BY ALL ORDER BY m.trained NULLS LAST, m.model_id
+        SELECT m.model, epoch_us(m.trained_at) / 1e6, epoch_us(m.evaluated_at) / 1e6,
+            epoch_us(m.deployed_at) / 1e6, m.datasets, u.b, u.src, coalesce(u.scenes, 0)
+        FROM models m LEFT JOIN used u USING (model)
+        ORDER BY m.trained_at NULLS LAST, m.model
         """
     ).fetchall()
     return [
@@ -346,10 +344,12 @@ def _lineage(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
             "trained_at": iso(trained),
             "evaluated_at": iso(evaluated),
             "deployed_at": iso(deployed),
+            "datasets": list(datasets or []),
             "batches": list(batches or []),
+            "sources": list(used_sources or []),
             "scenes": int(scenes),
         }
-        for model, trained, evaluated, deployed, batches, scenes in rows
+        for model, trained, evaluated, deployed, datasets, batches, used_sources, scenes in rows
     ]
 
 

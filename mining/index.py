@@ -319,6 +319,18 @@ def build_index(
     return load_index(target, reuse=reuse)
 
 
+def refresh(lake: str | os.PathLike | Lake | None = None) -> Index | None:
+    """Bring the lake's index, if it has one, up to date with its scenes (the kind it was
+    asked for; only shards whose files changed are rebuilt): after rows were deleted (a
+    purge), its searches then give what a full rebuild gives. None when there is no index."""
+    target = resolve(lake)
+    manifest = _manifest(target)
+    if manifest is None:
+        return None
+    kind = manifest.get("requested_kind") or manifest.get("kind") or "auto"
+    return build_index(target, kind if kind in KINDS else "auto")
+
+
 def publish_index(
     lake: str | os.PathLike | Lake | None = None,
     kind: str = "auto",

@@ -45,6 +45,10 @@ def main() -> None:
 
         triggers.LOGS_PER_RUN = 1  # a run per log: a kill can land between runs, or inside one
         triggers.run(lake)
+    elif op == "purge":
+        from flywheel import sources
+
+        sources.revoke(lake, args[0], purge=True)
     elif op == "sync":
         import labeling
 
