@@ -106,5 +106,5 @@ def test_work_stuck_past_its_threshold_raises_one_alert_for_the_stage(tmp_path):
 def test_an_unknown_alert_id_is_a_clear_error(tmp_path):
     lake = Lake(tmp_path / "lake")
     _scenes(lake, "L", 1, end_h=0)
-    with pytest.raises(InputError, match="sla:VENDOR, slow:STAGE or stuck:STAGE"):
+    with pytest.raises(InputError, match="sla:VENDOR, slow:STAGE, stuck:STAGE or license:SOURCE"):
         metrics.alert_entities(lake, "nonsense", now=at(NOW_H))
