@@ -184,7 +184,7 @@ def naive_tables(root: Path) -> dict[str, pd.DataFrame]:
 def naive_edges(t: dict[str, pd.DataFrame]) -> pd.DataFrame:
     trained = t["events"][t["events"].stage == "trained"]
     rows = []
-    for model, attrs in zip(trained.entity_id, trained.attrs, strict=True):
+    for model, attrs in zip(trained["entity_id"], trained["attrs"], strict=True):
         for ref in json.loads(attrs).get("datasets", []):
             rows.append((model, ref))
     named = pd.DataFrame(rows, columns=["model", "ref"])

@@ -97,8 +97,10 @@ def print_ingest_summary(summary) -> None:
         f"{totals['files']} files, {totals['ingested']} ingested, {totals['skipped']} already "
         f"in the lake, {totals['salvaged']} salvaged, {totals['quarantined']} quarantined; "
         f"{totals['messages']:,} messages, {totals['scenes']:,} scenes, {mb:.1f} MB "
-        f"in {totals['seconds']:.1f} s"
+        f"in {totals['seconds']:.1f} s" + f"; source {summary.source}"
     )
+    for warning in summary.warnings:
+        console.warn(("source:", "yellow"), f" {warning}")
     # which topic went into which table, once per distinct mapping (a fleet shares one)
     mappings: dict[str, int] = {}
     for r in summary.results:

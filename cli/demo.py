@@ -60,14 +60,22 @@ def run_demo(
     truth = json.loads((source / "truth.json").read_text())
 
     console.line(("2. ingest", "bold"), f" into {target.uri} on {workers} Dask workers")
+    files = sorted(source.glob("*.mcap"))
+    owned, partner = files[: (len(files) + 1) // 2], files[(len(files) + 1) // 2 :]
+    add_demo_sources(target)
+    ingested = {}
     with console.progress(logs, "ingest") as advance:
-        summary = ingest(
-            [source],
-            target,
-            workers=workers,
-            on_result=lambda r: advance(1, f"{r.status} {Path(r.source_uri).name}"),
-        )
-    print_ingest_summary(summary)
+        for name, part in ((FLEET, owned), (PARTNER, partner)):
+            if not part:
+                continue
+            summary = ingested[name] = ingest(
+                part,
+                target,
+                workers=workers,
+                source=name,
+                on_result=lambda r: advance(1, f"{r.status} {Path(r.source_uri).name}"),
+            )
+            print_ingest_summary(summary)
 
     console.line(("3. the lake", "bold"))
     state = lake_summary(target)
@@ -82,7 +90,7 @@ def run_demo(
     labeled = label_demo(target)
     reported = report_demo(target, labeled["batches"], seed=seed)
     return {
-        "ingest": summary.as_dict(),
+        "ingest": {name: summary.as_dict() for name, summary in ingested.items()},
         "lake": state,
         "truth": found,
         "mining": mined,
@@ -141,7 +149,8 @@ def label_demo(lake: Lake, wait_s: float = 3.0) -> dict:
 
 
 def report_demo(lake: Lake, batches: list[str], seed: int = 0, weeks: int = 8) -> dict:
-    """Track a model trained on the demo's batches, add weeks of history, write the report.
+    """Fix the demo's labels as a dataset version, track a model trained on it, add weeks of
+    history, write the report (its license alert names the partner source).
 
     The history (``sim.simulate_history``) gives the trends weeks to show, with a slower
     labeling week at the end so an alert fires; every number then comes from the report's
@@ -159,21 +168,47 @@ def report_demo(lake: Lake, batches: list[str], seed: int = 0, weeks: int = 8) -
         f"{history.models} models (tagged simulated_history)"
     )
     model = "demo-model-1"
+    from flywheel.lineage import lineage
+    from labeling import datasets
+
+    version = datasets.create(lake, "demo", selection="demo", by="demo")
+    console.line(f"dataset {version}")
     for stage in ("trained", "evaluated", "deployed"):
         metrics.track(
             lake,
             stage,
             model,
-            batches=batches if stage == "trained" else (),
+            datasets=[version.ref] if stage == "trained" else (),
             attrs={"map": 0.71} if stage == "evaluated" else None,
+            by="demo" if stage == "trained" else None,
+            code="demo" if stage == "trained" else None,
+            params={"epochs": 10} if stage == "trained" else None,
         )
         time.sleep(0.01)  # distinct, ordered timestamps
-    console.line(f"tracked {model}: trained on {len(batches)} demo batches, evaluated, deployed")
+    console.line(f"tracked {model}: trained on {version.ref}, evaluated, deployed")
+    console.frame(lineage(lake).model(model), "table", title=f"lineage of {model}")
     report = metrics.build(lake)
     path = lake.put("_reports/report.html", lambda p: metrics.write_html(report, p))
     metrics.print_summary(report)
     console.line(("report:", "bold"), f" {path}")
     return {"path": str(path), "alerts": len(report.alerts), "bottleneck": report.bottleneck}
+
+
+FLEET, PARTNER = "fleet", "partner-a"
+PARTNER_DAYS = 20  # within the report's license warning window (30 days by default)
+
+
+def add_demo_sources(lake: Lake) -> None:
+    """The demo's two sources: the team's own fleet, and a partner whose license ends soon
+    (kept as first added when the demo runs again, so its end date stays put)."""
+    from flywheel import sources
+
+    known = sources.read(lake)
+    if FLEET not in known:
+        sources.add(lake, FLEET, "internal: our own fleet", owner="data-team")
+    if PARTNER not in known:
+        until = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=PARTNER_DAYS)
+        sources.add(lake, PARTNER, "Partner A data-sharing EULA v2", until=until, uses="train,eval")
 
 
 def mine_demo(lake: Lake, truth: dict) -> dict[str, float]:

@@ -86,10 +86,17 @@ def _parse_topic_map(pairs: tuple[str, ...]) -> dict[str, str] | None:
 @click.option(
     "--embedder", default=None, metavar="MODULE:ATTR", help="Your own scene embedder (see README)."
 )
+@click.option(
+    "--source",
+    default=None,
+    metavar="NAME",
+    help="The source (flywheel source add) recorded on every log [default: [ingest] source "
+    "in flywheel.toml, else unassigned].",
+)
 @format_option
 @expected_errors
 def ingest_command(
-    paths, lake, scene_seconds, workers, scheduler, force, topic_map, embedder, fmt
+    paths, lake, scene_seconds, workers, scheduler, force, topic_map, embedder, source, fmt
 ) -> None:
     """Ingest logs (files or folders, recursively) into the lake.
 
@@ -105,6 +112,7 @@ def ingest_command(
             "ingest.scene_seconds": scene_seconds,
             "ingest.workers": workers,
             "ingest.embedder": embedder,
+            "ingest.source": source,
         }
     )
     mapping = _parse_topic_map(topic_map)
@@ -122,6 +130,7 @@ def ingest_command(
             force=force,
             topic_map=mapping,
             embedder=config.ingest.embedder,
+            source=config.ingest.source,
             on_result=lambda r: advance(
                 1, f"{r.status} {short_names([r.source_uri])[r.source_uri]}"
             ),

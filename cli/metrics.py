@@ -19,34 +19,60 @@ from flywheel.config import load_config
     metavar="BATCH_ID",
     help="A label batch the training run used (trained only; repeat for several).",
 )
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    metavar="NAME@N",
+    help="A dataset version the training run used (trained only; repeat for several).",
+)
+@click.option("--by", default=None, help="Who trained it (trained only) [default: the user].")
+@click.option("--code", default=None, help="The code version, e.g. a git sha (trained only).")
+@click.option("--params", default=None, metavar="JSON", help="Training parameters (trained only).")
 @click.option("--at", "at", default=None, metavar="ISO8601", help="When (default: now).")
 @click.option("--attrs", default=None, metavar="JSON", help="Extra facts, e.g. '{\"map\": 0.7}'.")
 @lake_option
 @format_option
 @expected_errors
-def track_command(stage, model, batches, at, attrs, lake, fmt) -> None:
+def track_command(stage, model, batches, datasets, by, code, params, at, attrs, lake, fmt) -> None:
     """Record a stage that happens outside the platform: trained, evaluated, deployed.
 
-    Example: flywheel track trained --model det-v7 --batch demo-1 --batch demo-2
+    Example: flywheel track trained --model det-v7 --dataset peds@3 --code 1a2b3c
     """
+    from flywheel.errors import UsageError
     from metrics import track
     from metrics.track import parse_attrs, parse_time
 
+    if stage != "trained" and (by or code or params):
+        raise UsageError("--by, --code and --params describe a training run: `track trained`")
     config = load_config({"lake": lake})
     when = parse_time(at) if at else None
-    path = track(config.lake, stage, model, batches=batches, at=when, attrs=parse_attrs(attrs))
+    path = track(
+        config.lake,
+        stage,
+        model,
+        batches=batches,
+        at=when,
+        attrs=parse_attrs(attrs),
+        datasets=datasets,
+        by=by,
+        code=code,
+        params=parse_attrs(params, "--params") if params else None,
+    )
     if fmt == "json":
         console.print_json(
             {
                 "stage": stage,
                 "model": model,
+                "datasets": list(datasets),
                 "batches": list(batches),
                 "at": when,
                 "file": str(path),
             }
         )
         return
-    used = f" on {len(batches)} batch{'es' if len(batches) != 1 else ''}" if batches else ""
+    inputs = [*datasets, *batches]
+    used = f" on {', '.join(inputs)}" if inputs else ""
     console.line(f"{stage}: model {model}{used} at {(when.isoformat() if when else 'now')}")
 
 

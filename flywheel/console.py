@@ -141,8 +141,10 @@ def table(rows: Iterable[Sequence[Any]], columns: Sequence[str], title: str | No
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
-    if hasattr(value, "strftime"):  # datetime, pandas Timestamp
+    if hasattr(value, "hour"):  # datetime, pandas Timestamp
         return value.strftime("%Y-%m-%d %H:%M:%S")
+    if hasattr(value, "strftime"):  # a date: a license's last day
+        return value.strftime("%Y-%m-%d")
     if isinstance(value, float) and value != value:  # NaN: nothing measured yet
         return "-"
     if isinstance(value, float):

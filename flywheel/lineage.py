@@ -18,7 +18,9 @@ logs and sources it used after their rows are gone.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -26,27 +28,34 @@ import pandas as pd
 from flywheel.errors import InputError
 from flywheel.lake import Lake, LakeConnection, resolve
 
-EDGES_SQL = """
-WITH named_datasets AS (
-    SELECT model, unnest(datasets) AS ref FROM models
-),
-named_batches AS (
-    SELECT model, unnest(batches) AS batch_id FROM models
-),
-fixed AS (SELECT DISTINCT model, batch_id FROM model_inputs)
+# the scenes each model was trained on: of the dataset versions it names, and of the label
+# batches it names as `track trained` fixed them in `model_inputs`
+_FIXED_EDGES = """
 SELECT n.model, n.ref AS dataset, d.batch_id, d.scene_id, d.log_id, d.source, d.vendor
-FROM named_datasets n JOIN datasets d ON d.dataset || '@' || CAST(d.version AS VARCHAR) = n.ref
+FROM (SELECT model, unnest(datasets) AS ref FROM models) n
+JOIN datasets d ON d.dataset || '@' || CAST(d.version AS VARCHAR) = n.ref
 UNION ALL
 SELECT i.model, NULL, i.batch_id, i.scene_id, i.log_id, i.source, i.vendor
 FROM model_inputs i
-UNION ALL
+"""
+# batches named by records older than `model_inputs`: their scenes as the lake holds them now
+_UNFIXED_BATCHES = """
+SELECT n.model, n.batch_id FROM (SELECT model, unnest(batches) AS batch_id FROM models) n
+WHERE NOT EXISTS (
+    SELECT 1 FROM model_inputs f WHERE f.model = n.model AND f.batch_id = n.batch_id
+)
+"""
+_LIVE_EDGES = f"""
 SELECT n.model, NULL, n.batch_id, t.scene_id, s.log_id, l.source, t.vendor
-FROM named_batches n
+FROM ({_UNFIXED_BATCHES}) n
 JOIN tasks t USING (batch_id)
 LEFT JOIN scenes s USING (scene_id)
 LEFT JOIN logs l USING (log_id)
-WHERE NOT EXISTS (SELECT 1 FROM fixed f WHERE f.model = n.model AND f.batch_id = n.batch_id)
 """
+EDGES_SQL = f"{_FIXED_EDGES} UNION ALL {_LIVE_EDGES}"
+# what the fixed edges and the answers read; the live ones add tasks and scenes
+TABLES = ("events", "datasets", "model_inputs", "sources", "logs")
+LIVE_TABLES = (*TABLES, "tasks", "scenes")
 
 
 # the distinct non-null values of a column of a group, sorted (an empty list, never null)
@@ -75,16 +84,31 @@ class Lineage:
 
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
+        self._con: LakeConnection | None = None
 
-    def _connect(self) -> LakeConnection:
-        con = self.lake.connect()
-        con.execute(f"CREATE TEMP VIEW edges AS {EDGES_SQL}")
-        con.execute(f"CREATE TEMP MACRO ids(x) AS {IDS}")
-        return con
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[LakeConnection]:
+        """The connection of this object, up to date with the lake (refreshed per question).
+
+        It reads only the tables lineage needs; a lake with training records older than
+        `model_inputs` adds tasks and scenes, which are many files at scale."""
+        if self._con is None:
+            self._con = self.lake.connect(snapshot=self.lake.snapshot(TABLES))
+        else:
+            self._con.refresh()
+        con = self._con
+        live = con.execute(f"SELECT count(*) FROM ({_UNFIXED_BATCHES})").fetchall()[0][0]
+        if live and "scenes" not in con.snapshot.tables:
+            con.close()
+            con = self._con = self.lake.connect(snapshot=self.lake.snapshot(LIVE_TABLES))
+        con.execute(f"CREATE OR REPLACE TEMP VIEW edges AS {EDGES_SQL if live else _FIXED_EDGES}")
+        con.execute(f"CREATE OR REPLACE TEMP MACRO ids(x) AS {IDS}")
+        yield con
 
     def _df(self, query: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        with self._connect() as con:
-            return con.execute(query, params or {}).df()
+        # through Arrow: a license's date stays a date (DuckDB's own df() makes it a Timestamp)
+        with self._session() as con:
+            return con.sql(query, params=params or {}).to_arrow_table().to_pandas()
 
     # -- tables ----------------------------------------------------------------------------
     def edges(self) -> pd.DataFrame:
@@ -179,7 +203,7 @@ class Lineage:
     # -- the JSON of CONTRACT §7 --------------------------------------------------------------
     def describe_model(self, model: str) -> dict[str, Any]:
         logs = self.model(model)
-        with self._connect() as con:
+        with self._session() as con:
             row = con.execute(
                 """
                 SELECT ids(dataset),
@@ -189,12 +213,12 @@ class Lineage:
                 FROM edges WHERE model = $model
                 """,
                 {"model": model},
-            ).fetchone()
+            ).fetchall()[0]
             info = con.execute(
                 "SELECT trained_at, trained_by, code, params, deployed FROM models "
                 "WHERE model = $model",
                 {"model": model},
-            ).fetchone()
+            ).fetchall()[0]
         sources = (
             logs.groupby("source", dropna=False)
             .agg(license=("license", "first"), until=("until", "first"))
@@ -220,16 +244,18 @@ class Lineage:
 
     def describe_source(self, source: str) -> dict[str, Any]:
         models = self.source(source)
-        with self._connect() as con:
-            logs = con.execute("SELECT count(*) FROM logs WHERE source = ?", [source]).fetchone()
+        with self._session() as con:
+            logs = con.execute("SELECT count(*) FROM logs WHERE source = ?", [source]).fetchall()[0]
             datasets = con.execute(
                 "SELECT DISTINCT dataset || '@' || version AS ref, dataset, version FROM datasets "
                 "WHERE source = ? ORDER BY dataset, version",
                 [source],
             ).fetchall()
-            row = con.execute(
-                "SELECT license, until, revoked_at FROM sources WHERE name = ?", [source]
-            ).fetchone()
+            row = _first(
+                con.execute(
+                    "SELECT license, until, revoked_at FROM sources WHERE name = ?", [source]
+                ).fetchall()
+            )
         if row is None and source != "unassigned" and not len(models):
             raise InputError(f"unknown source {source!r} (`flywheel source list` lists them)")
         return {
@@ -247,12 +273,12 @@ class Lineage:
     def describe_dataset(self, ref: str) -> dict[str, Any]:
         logs = self.dataset(ref)
         name, version = parse_ref(ref)
-        with self._connect() as con:
+        with self._session() as con:
             digest, scenes, created_at, created_by = con.execute(
                 "SELECT any_value(digest), count(*), min(created_at), any_value(created_by) "
                 "FROM datasets WHERE dataset = ? AND version = ?",
                 [name, version],
-            ).fetchone()
+            ).fetchall()[0]
             models = con.execute(
                 "SELECT DISTINCT e.model, coalesce(m.deployed, false) FROM edges e "
                 "LEFT JOIN models m USING (model) WHERE e.dataset = ? ORDER BY 1",
@@ -272,13 +298,15 @@ class Lineage:
 
     def describe_log(self, log_id: str) -> dict[str, Any]:
         models = self.log(log_id)
-        with self._connect() as con:
-            row = con.execute(
-                "SELECT source, source_uri, n_scenes FROM logs WHERE log_id = ?", [log_id]
-            ).fetchone()
+        with self._session() as con:
+            row = _first(
+                con.execute(
+                    "SELECT source, source_uri, n_scenes FROM logs WHERE log_id = ?", [log_id]
+                ).fetchall()
+            )
             used = con.execute(
                 "SELECT any_value(source) FROM datasets WHERE log_id = ?", [log_id]
-            ).fetchone()
+            ).fetchall()[0]
             datasets = con.execute(
                 "SELECT DISTINCT dataset || '@' || version, dataset, version FROM datasets "
                 "WHERE log_id = ? ORDER BY dataset, version",
@@ -313,8 +341,10 @@ class Lineage:
 
     # -- checks -------------------------------------------------------------------------------
     def _require_model(self, model: str) -> None:
-        with self.lake.connect(snapshot=self.lake.snapshot(["events"])) as con:
-            known = con.execute("SELECT count(*) FROM models WHERE model = ?", [model]).fetchone()
+        with self._session() as con:
+            known = con.execute("SELECT count(*) FROM models WHERE model = ?", [model]).fetchall()[
+                0
+            ]
         if not known[0]:
             raise InputError(
                 f"no model {model!r} was tracked as trained (`flywheel track trained --model "
@@ -323,13 +353,17 @@ class Lineage:
 
     def _require_dataset(self, ref: str) -> tuple[str, int]:
         name, version = parse_ref(ref)
-        with self.lake.connect(snapshot=self.lake.snapshot(["datasets"])) as con:
+        with self._session() as con:
             found = con.execute(
                 "SELECT count(*) FROM datasets WHERE dataset = ? AND version = ?", [name, version]
-            ).fetchone()
+            ).fetchall()[0]
         if not found[0]:
             raise InputError(f"no dataset version {ref!r} (`flywheel dataset list` lists them)")
         return name, version
+
+
+def _first(rows: list[tuple]) -> tuple | None:
+    return rows[0] if rows else None
 
 
 def _date(value: Any) -> str | None:

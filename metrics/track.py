@@ -148,16 +148,16 @@ def parse_time(text: str) -> dt.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def parse_attrs(text: str | None) -> dict[str, Any]:
-    """`--attrs` as a JSON object."""
+def parse_attrs(text: str | None, option: str = "--attrs") -> dict[str, Any]:
+    """`--attrs` (or `option`) as a JSON object."""
     if not text:
         return {}
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InputError(f"--attrs is not valid JSON: {exc.msg}") from exc
+        raise InputError(f"{option} is not valid JSON: {exc.msg}") from exc
     if not isinstance(value, dict):
-        raise InputError("--attrs must be a JSON object, e.g. '{\"map\": 0.71}'")
+        raise InputError(f"{option} must be a JSON object, e.g. '{{\"map\": 0.71}}'")
     return value
 
 

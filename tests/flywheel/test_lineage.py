@@ -137,9 +137,7 @@ def relabel(lake: Lake, scene_id: str, kind: str, at: dt.datetime) -> None:
         "result": [label(kind)],
         "completed_at": pa.array([at], schemas.UTC_TS),
     }
-    lake.write(
-        "labels", schemas.filled(row, schemas.SCHEMAS["labels"], 1), name=f"re-{scene_id}"
-    )
+    lake.write("labels", schemas.filled(row, schemas.SCHEMAS["labels"], 1), name=f"re-{scene_id}")
 
 
 @pytest.fixture
@@ -171,7 +169,8 @@ def test_both_directions_over_overlapping_versions(lake):
         "partner": (TODAY + dt.timedelta(days=10)).isoformat(),
     }
     assert model["vendors"] == ["label-studio", "simulated"]
-    assert (model["code"], json.loads(model["params"]), model["deployed"]) == ("abc", {"lr": 1}, False)
+    assert (model["code"], json.loads(model["params"])) == ("abc", {"lr": 1})
+    assert model["deployed"] is False
 
     old = lin.describe_model("m-old")
     assert old["datasets"] == [] and old["batches"] == ["b3"]
@@ -289,3 +288,26 @@ def test_missing_things_are_named(lake):
         track(lake, "trained", "m", datasets=["cars@1"])
     with pytest.raises(InputError, match="unknown label batch"):
         datasets.create(lake, "x", batches=["nope"])
+
+
+def test_training_records_older_than_model_inputs_read_their_batches_as_they_are(lake):
+    from flywheel import events
+
+    # what `track trained --batch` wrote before it fixed the batch's scenes
+    events.record(lake, ["legacy"], "trained", attrs={"batches": ["b2"]}, name="legacy")
+    lin = lineage(lake)
+    assert lin.describe_model("legacy")["logs"] == ["fb"]
+    assert [m["model"] for m in lin.describe_source("fleet")["models"]] == ["legacy"]
+    track(lake, "trained", "fixed", batches=["b1"])  # the same object sees the new record
+    assert lin.describe_model("fixed")["logs"] == ["fa", "pa"]
+    assert lin.describe_log("fb")["models"] == [{"model": "legacy", "deployed": False}]
+
+
+def test_unassigned_and_unknown_names(lake):
+    lin = lineage(lake)
+    assert lin.describe_source("unassigned")["logs"] == 1
+    with pytest.raises(InputError, match="unknown source 'nobody'"):
+        lin.describe_source("nobody")
+    with pytest.raises(InputError, match="no log 'zz'"):
+        lin.describe_log("zz")
+    assert lin.describe_log("ua")["source"] == "unassigned"

@@ -18,9 +18,10 @@ from flywheel import schemas, sources
 from flywheel.lake import Lake
 from flywheel.lineage import lineage
 from flywheel.purge import LINEAGE_TABLES
-from ingest import generate, ingest, triggers
+from ingest import ingest, triggers
 from labeling import SimulatedVendor, datasets
 from metrics.track import track
+from sim import generate
 
 START = dt.datetime(2026, 11, 2, 9, tzinfo=dt.UTC)
 
@@ -86,9 +87,7 @@ def file_hashes(root: Path) -> dict[str, str]:
 
 def belongs(row: dict, logs: set[str], scenes: set[str]) -> bool:
     ids = logs | scenes
-    return (
-        row.get("log_id") in logs or row.get("scene_id") in scenes or row.get("entity_id") in ids
-    )
+    return row.get("log_id") in logs or row.get("scene_id") in scenes or row.get("entity_id") in ids
 
 
 def test_purge_deletes_exactly_the_sources_rows(lake):

@@ -43,8 +43,9 @@ def test_alerts_name_the_source_its_end_and_the_models(tmp_path):
     track(lake, "deployed", "m-old")
     alerts = license_alerts(build(lake))
     assert set(alerts) == {"license:partner", "license:old"}
-    assert "ended on" in alerts["license:old"]["title"] and "m-old (deployed)" in (
-        alerts["license:old"]["detail"]
+    assert (
+        "ended on" in alerts["license:old"]["title"]
+        and "m-old (deployed)" in (alerts["license:old"]["detail"])
     )
 
     # the window is a setting: 5 days is too short for partner's 10
