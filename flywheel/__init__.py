@@ -1,7 +1,11 @@
-"""Flywheel's shared core: configuration, the lake, the stage-event log, errors and the CLI.
+"""Flywheel's shared core: configuration, the lake and its schemas, the stage-event log,
+sources and lineage, errors.
 
-Stage packages (`ingest`, `mining`, `labeling`, `metrics`) build on it; it knows none of them
-except the CLI, which imports a stage only when its command runs.
+Stage packages (`ingest`, `mining`, `labeling`, `metrics`) build on it; it knows none of them.
+
+>>> lin = lineage("/tmp/flywheel-doctest-lake")   # which data trained which model
+>>> list(lin.models().columns)[:2]
+['model', 'trained_at']
 """
 
 from flywheel.config import Config, load_config
@@ -16,6 +20,7 @@ from flywheel.errors import (
     VendorError,
 )
 from flywheel.lake import Lake, resolve
+from flywheel.lineage import Lineage, lineage
 
 __version__ = "0.1.0"
 
@@ -26,11 +31,13 @@ __all__ = [
     "InputError",
     "Lake",
     "LakeError",
+    "Lineage",
     "QueryError",
     "TransientError",
     "UsageError",
     "VendorError",
     "__version__",
+    "lineage",
     "load_config",
     "resolve",
 ]

@@ -30,12 +30,13 @@ from flywheel.lake import Lake, LakeConnection, resolve
 
 # the scenes each model was trained on: of the dataset versions it names, and of the label
 # batches it names as `track trained` fixed them in `model_inputs`
-_FIXED_EDGES = """
+_DATASET_EDGES = """
 SELECT n.model, n.ref AS dataset, d.batch_id, d.scene_id, d.log_id, d.source, d.vendor
 FROM (SELECT model, unnest(datasets) AS ref FROM models) n
 JOIN datasets d ON d.dataset || '@' || CAST(d.version AS VARCHAR) = n.ref
-UNION ALL
-SELECT i.model, NULL, i.batch_id, i.scene_id, i.log_id, i.source, i.vendor
+"""
+_BATCH_EDGES = """
+SELECT i.model, NULL AS dataset, i.batch_id, i.scene_id, i.log_id, i.source, i.vendor
 FROM model_inputs i
 """
 # batches named by records older than `model_inputs`: their scenes as the lake holds them now
@@ -52,7 +53,7 @@ JOIN tasks t USING (batch_id)
 LEFT JOIN scenes s USING (scene_id)
 LEFT JOIN logs l USING (log_id)
 """
-EDGES_SQL = f"{_FIXED_EDGES} UNION ALL {_LIVE_EDGES}"
+EDGES_SQL = f"{_DATASET_EDGES} UNION ALL {_BATCH_EDGES} UNION ALL {_LIVE_EDGES}"
 # what the fixed edges and the answers read; the live ones add tasks and scenes
 TABLES = ("events", "datasets", "model_inputs", "sources", "logs")
 LIVE_TABLES = (*TABLES, "tasks", "scenes")
@@ -85,13 +86,23 @@ class Lineage:
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
         self._con: LakeConnection | None = None
+        self._depth = 0  # nesting of `_session`
+        self._batch_edges = _BATCH_EDGES  # the batch inputs' edges, live ones once needed
 
     @contextlib.contextmanager
     def _session(self) -> Iterator[LakeConnection]:
-        """The connection of this object, up to date with the lake (refreshed per question).
+        """The connection of this object, brought up to date once per question (a `describe_*`
+        and the frame it builds on are one question: one listing of the lake).
 
         It reads only the tables lineage needs; a lake with training records older than
         `model_inputs` adds tasks and scenes, which are many files at scale."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self._con
+            finally:
+                self._depth -= 1
+            return
         if self._con is None:
             self._con = self.lake.connect(snapshot=self.lake.snapshot(TABLES))
         else:
@@ -101,9 +112,16 @@ class Lineage:
         if live and "scenes" not in con.snapshot.tables:
             con.close()
             con = self._con = self.lake.connect(snapshot=self.lake.snapshot(LIVE_TABLES))
-        con.execute(f"CREATE OR REPLACE TEMP VIEW edges AS {EDGES_SQL if live else _FIXED_EDGES}")
+        self._batch_edges = _BATCH_EDGES + (f" UNION ALL {_LIVE_EDGES}" if live else "")
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW edges AS {_DATASET_EDGES} UNION ALL {self._batch_edges}"
+        )
         con.execute(f"CREATE OR REPLACE TEMP MACRO ids(x) AS {IDS}")
-        yield con
+        self._depth = 1
+        try:
+            yield con
+        finally:
+            self._depth = 0
 
     def _df(self, query: str, params: dict[str, Any] | None = None) -> pd.DataFrame:
         # through Arrow: a license's date stays a date (DuckDB's own df() makes it a Timestamp)
@@ -139,14 +157,35 @@ class Lineage:
 
     def source(self, source: str) -> pd.DataFrame:
         """The models trained on `source`'s logs: model, deployed, datasets, scenes, logs."""
-        return self._df(
-            """
-            SELECT e.model, coalesce(m.deployed, false) AS deployed,
-                ids(e.dataset) AS datasets,
-                count(DISTINCT e.scene_id) AS scenes, count(DISTINCT e.log_id) AS logs
-            FROM edges e LEFT JOIN models m USING (model)
-            WHERE coalesce(e.source, 'unassigned') = $source GROUP BY ALL ORDER BY e.model
-            """,
+        with self._session() as con:
+            self._source_rows(con, source)
+            return self._df(
+                f"""
+                WITH e AS (
+                    SELECT n.model, n.ref AS dataset, d.scene_id, d.log_id
+                    FROM (SELECT model, unnest(datasets) AS ref FROM models) n
+                    JOIN source_rows d USING (ref)
+                    UNION ALL
+                    SELECT model, NULL, scene_id, log_id FROM ({self._batch_edges})
+                    WHERE coalesce(source, 'unassigned') = $source
+                )
+                SELECT e.model, coalesce(m.deployed, false) AS deployed,
+                    ids(e.dataset) AS datasets,
+                    count(DISTINCT e.scene_id) AS scenes, count(DISTINCT e.log_id) AS logs
+                FROM e LEFT JOIN models m USING (model)
+                GROUP BY ALL ORDER BY e.model
+                """,
+                {"source": source},
+            )
+
+    @staticmethod
+    def _source_rows(con: LakeConnection, source: str) -> None:
+        """Temp table `source_rows`: the dataset rows of `source` (ref, scene_id, log_id), read
+        once per question: `datasets` is the largest table lineage reads."""
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE source_rows AS SELECT dataset || '@' || "
+            "CAST(version AS VARCHAR) AS ref, scene_id, log_id FROM datasets "
+            "WHERE source = $source",
             {"source": source},
         )
 
@@ -202,18 +241,8 @@ class Lineage:
 
     # -- the JSON of CONTRACT §7 --------------------------------------------------------------
     def describe_model(self, model: str) -> dict[str, Any]:
-        logs = self.model(model)
         with self._session() as con:
-            row = con.execute(
-                """
-                SELECT ids(dataset),
-                    ids(batch_id),
-                    count(DISTINCT scene_id),
-                    ids(vendor)
-                FROM edges WHERE model = $model
-                """,
-                {"model": model},
-            ).fetchall()[0]
+            logs = self.model(model)  # a scene is of one log: its rows add up to the model's
             info = con.execute(
                 "SELECT trained_at, trained_by, code, params, deployed FROM models "
                 "WHERE model = $model",
@@ -226,15 +255,15 @@ class Lineage:
         )
         return {
             "model": model,
-            "datasets": list(row[0]),
-            "batches": list(row[1]),
-            "scenes": int(row[2]),
+            "datasets": _union(logs["datasets"]),
+            "batches": _union(logs["batches"]),
+            "scenes": int(logs["scenes"].sum()),
             "logs": logs["log_id"].tolist(),
             "sources": [
                 {"name": r.source, "license": _text(r.license), "until": _date(r.until)}
                 for r in sources.itertuples()
             ],
-            "vendors": list(row[3]),
+            "vendors": _union(logs["vendors"]),
             "trained_at": info[0].isoformat() if info[0] else None,
             "trained_by": info[1],
             "code": info[2],
@@ -243,37 +272,36 @@ class Lineage:
         }
 
     def describe_source(self, source: str) -> dict[str, Any]:
-        models = self.source(source)
         with self._session() as con:
-            logs = con.execute("SELECT count(*) FROM logs WHERE source = ?", [source]).fetchall()[0]
-            datasets = con.execute(
-                "SELECT DISTINCT dataset || '@' || version AS ref, dataset, version FROM datasets "
-                "WHERE source = ? ORDER BY dataset, version",
-                [source],
-            ).fetchall()
-            row = _first(
-                con.execute(
-                    "SELECT license, until, revoked_at FROM sources WHERE name = ?", [source]
-                ).fetchall()
-            )
+            models = self.source(source)
+            logs, datasets, terms = con.execute(
+                """
+                SELECT (SELECT count(*) FROM logs WHERE source = $s),
+                    (SELECT list(DISTINCT ref) FROM source_rows),
+                    (SELECT list({'license': license, 'until': until, 'revoked_at': revoked_at})
+                     FROM sources WHERE name = $s)
+                """,
+                {"s": source},
+            ).fetchall()[0]
+        row = terms[0] if terms else None
         if row is None and source != "unassigned" and not len(models):
             raise InputError(f"unknown source {source!r} (`flywheel source list` lists them)")
         return {
             "source": source,
-            "license": row[0] if row else None,
-            "until": _date(row[1]) if row else None,
-            "revoked_at": row[2].isoformat() if row and row[2] else None,
-            "logs": int(logs[0]),
-            "datasets": [d[0] for d in datasets],
+            "license": row["license"] if row else None,
+            "until": _date(row["until"]) if row else None,
+            "revoked_at": row["revoked_at"].isoformat() if row and row["revoked_at"] else None,
+            "logs": int(logs),
+            "datasets": sorted(datasets or [], key=parse_ref),
             "models": [
                 {"model": r.model, "deployed": bool(r.deployed)} for r in models.itertuples()
             ],
         }
 
     def describe_dataset(self, ref: str) -> dict[str, Any]:
-        logs = self.dataset(ref)
         name, version = parse_ref(ref)
         with self._session() as con:
+            logs = self.dataset(ref)
             digest, scenes, created_at, created_by = con.execute(
                 "SELECT any_value(digest), count(*), min(created_at), any_value(created_by) "
                 "FROM datasets WHERE dataset = ? AND version = ?",
@@ -297,8 +325,8 @@ class Lineage:
         }
 
     def describe_log(self, log_id: str) -> dict[str, Any]:
-        models = self.log(log_id)
         with self._session() as con:
+            models = self.log(log_id)
             row = _first(
                 con.execute(
                     "SELECT source, source_uri, n_scenes FROM logs WHERE log_id = ?", [log_id]
@@ -360,6 +388,11 @@ class Lineage:
         if not found[0]:
             raise InputError(f"no dataset version {ref!r} (`flywheel dataset list` lists them)")
         return name, version
+
+
+def _union(lists: Any) -> list:
+    """The sorted union of a column of lists."""
+    return sorted({v for values in lists for v in values})
 
 
 def _first(rows: list[tuple]) -> tuple | None:

@@ -278,3 +278,44 @@ def test_hostile_prefixes_in_a_bucket_are_never_read_nor_run(s3, drives, local):
     status = flywheel("status", "--lake", s3)
     assert status.returncode == 0 and "[bold]loud" in status.stderr
     assert not Path("pwned.csv").exists()
+
+
+def test_a_purge_on_s3_deletes_what_it_deletes_locally(s3, drives, tmp_path):
+    """The same lake built locally and on S3, the same source purged: the same rows remain,
+    the index is brought up to date, the lineage records stay."""
+    from flywheel import schemas
+    from flywheel.lineage import lineage
+
+    logs = sorted(drives.glob("*.mcap"))
+    lakes = {"local": str(tmp_path / "lake"), "s3": s3}
+    for lake in lakes.values():
+        for name in ("fleet", "partner"):
+            assert flywheel("source", "add", name, "--license", "x", "--lake", lake).returncode == 0
+        for name, part in (("fleet", logs[:2]), ("partner", logs[2:])):
+            done = flywheel("ingest", *map(str, part), "--source", name, "--lake", lake)
+            assert done.returncode == 0, done.stderr
+        query = "SELECT scene_id, 1.0 AS score FROM scenes ORDER BY scene_id"
+        assert flywheel("mine", "sql", query, "--save", "all", "--lake", lake).returncode == 0
+        assert flywheel("index", "--lake", lake, "--kind", "flat").returncode == 0
+        done = flywheel(
+            "source", "revoke", "partner", "--purge", "--lake", lake, "--format", "json"
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["purged"]["logs"] == 1
+
+    def tables(lake):
+        out = {}
+        for table in ("logs", "ego", "gnss", "objects", "scenes", "selections", "events"):
+            rows = Lake(lake).read(table).to_pylist()
+            drop = {"ingested_at", "at", "created_at", "source_uri"}
+            out[table] = sorted(repr({k: v for k, v in r.items() if k not in drop}) for r in rows)
+        return out
+
+    local, remote = tables(lakes["local"]), tables(lakes["s3"])
+    assert local == remote
+    assert local["logs"] and all("partner" not in r for r in local["logs"])
+    assert not Lake(s3).listdir("_purge")
+    assert lineage(s3).describe_source("partner")["logs"] == 0
+    assert schemas.UNASSIGNED not in {r["source"] for r in Lake(s3).read("logs").to_pylist()}
+    similar = flywheel("mine", "rare", "--k", "3", "--lake", s3, "--format", "json")
+    assert similar.returncode == 0 and len(json.loads(similar.stdout)) == 3

@@ -6,9 +6,9 @@ import ingest
 
 def test_flywheel_surface():
     assert sorted(flywheel.__all__) == [
-        "Config", "ConfigError", "FlywheelError", "InputError", "Lake", "LakeError",
-        "QueryError", "TransientError", "UsageError", "VendorError", "__version__", "load_config",
-        "resolve",
+        "Config", "ConfigError", "FlywheelError", "InputError", "Lake", "LakeError", "Lineage",
+        "QueryError", "TransientError", "UsageError", "VendorError", "__version__", "lineage",
+        "load_config", "resolve",
     ]  # fmt: skip
     assert all(hasattr(flywheel, name) for name in flywheel.__all__)
 
