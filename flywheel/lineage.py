@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,9 +55,10 @@ LEFT JOIN scenes s USING (scene_id)
 LEFT JOIN logs l USING (log_id)
 """
 EDGES_SQL = f"{_DATASET_EDGES} UNION ALL {_BATCH_EDGES} UNION ALL {_LIVE_EDGES}"
-# what the fixed edges and the answers read; the live ones add tasks and scenes
-TABLES = ("events", "datasets", "model_inputs", "sources", "logs")
-LIVE_TABLES = (*TABLES, "tasks", "scenes")
+# what the fixed edges and the answers read; the live ones add tasks, scenes and logs (one
+# small file per log: questions about logs read them on a connection of their own)
+TABLES = ("events", "datasets", "model_inputs", "sources")
+LIVE_TABLES = (*TABLES, "tasks", "scenes", "logs")
 
 
 # the distinct non-null values of a column of a group, sorted (an empty list, never null)
@@ -178,6 +180,17 @@ class Lineage:
                 {"source": source},
             )
 
+    def _logs(self, query: str, params: list) -> list[tuple]:
+        """`query` over `logs` alone, on a connection of its own."""
+        with self.lake.connect(snapshot=self.lake.snapshot(["logs"])) as con:
+            return con.execute(query, params).fetchall()
+
+    def _count_logs(self, source: str, out: dict) -> None:
+        try:
+            out["logs"] = self._logs("SELECT count(*) FROM logs WHERE source = ?", [source])[0][0]
+        except BaseException as exc:  # raised in the asking thread
+            out["error"] = exc
+
     @staticmethod
     def _source_rows(con: LakeConnection, source: str) -> None:
         """Temp table `source_rows`: the dataset rows of `source` (ref, scene_id, log_id), read
@@ -272,17 +285,27 @@ class Lineage:
         }
 
     def describe_source(self, source: str) -> dict[str, Any]:
-        with self._session() as con:
-            models = self.source(source)
-            logs, datasets, terms = con.execute(
-                """
-                SELECT (SELECT count(*) FROM logs WHERE source = $s),
-                    (SELECT list(DISTINCT ref) FROM source_rows),
+        # the source's logs in the lake: one small file each, so their count costs as much as
+        # the rest of the answer; it runs on a connection of its own, beside the rest
+        counted: dict[str, int] = {}
+        counter = threading.Thread(target=self._count_logs, args=(source, counted))
+        counter.start()
+        try:
+            with self._session() as con:
+                models = self.source(source)
+                datasets, terms = con.execute(
+                    """
+                SELECT (SELECT list(DISTINCT ref) FROM source_rows),
                     (SELECT list({'license': license, 'until': until, 'revoked_at': revoked_at})
                      FROM sources WHERE name = $s)
                 """,
-                {"s": source},
-            ).fetchall()[0]
+                    {"s": source},
+                ).fetchall()[0]
+        finally:
+            counter.join()
+        if "error" in counted:
+            raise counted["error"]
+        logs = counted["logs"]
         row = terms[0] if terms else None
         if row is None and source != "unassigned" and not len(models):
             raise InputError(f"unknown source {source!r} (`flywheel source list` lists them)")
@@ -328,9 +351,9 @@ class Lineage:
         with self._session() as con:
             models = self.log(log_id)
             row = _first(
-                con.execute(
+                self._logs(
                     "SELECT source, source_uri, n_scenes FROM logs WHERE log_id = ?", [log_id]
-                ).fetchall()
+                )
             )
             used = con.execute(
                 "SELECT any_value(source) FROM datasets WHERE log_id = ?", [log_id]
