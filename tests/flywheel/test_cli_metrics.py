@@ -70,7 +70,7 @@ def test_report_prints_a_summary_and_lists_an_alert_entities(lake):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["trained", "--model", "m"], "needs the label batches"),
+        (["trained", "--model", "m"], "needs what model 'm' was trained on"),
         (["trained", "--model", "m", "--batch", "NOPE"], "unknown label batch(es) NOPE"),
         (["evaluated", "--model", "never-trained"], "has no training record"),
         (["trained", "--model", "m", "--batch", "B1", "--at", "yesterday"], "not an ISO 8601"),
