@@ -23,6 +23,7 @@ flywheel.errors.ConfigError: setting 'scene_seconds' in [ingest] (flag --scene-s
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import os
 import re
@@ -128,6 +129,54 @@ class MiningConfig(_Settings):
     )
 
 
+FAULT_KINDS = ("swap", "random")
+
+
+def _time_text(value: Any) -> bool:
+    if isinstance(value, dt.datetime):  # TOML's own datetimes
+        return value.tzinfo is not None
+    if not isinstance(value, str):
+        return False
+    try:
+        return dt.datetime.fromisoformat(value).tzinfo is not None
+    except ValueError:
+        return False
+
+
+def _simulated_faults(value: Any) -> bool:
+    """[labeling.simulated]: error_rate in [0, 1], an integer seed, and faults, each a table
+    with kind swap (two classes) or random, an optional annotator and `after` time."""
+    if not isinstance(value, dict) or set(value) - {"error_rate", "seed", "faults"}:
+        return False
+    rate = value.get("error_rate", 0.0)
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+        return False
+    if isinstance(value.get("seed", 0), bool) or not isinstance(value.get("seed", 0), int):
+        return False
+    faults = value.get("faults", [])
+    if not isinstance(faults, list):
+        return False
+    for fault in faults:
+        if not isinstance(fault, dict) or set(fault) - {"kind", "classes", "annotator", "after"}:
+            return False
+        if fault.get("kind") not in FAULT_KINDS:
+            return False
+        classes = fault.get("classes")
+        if fault["kind"] == "swap" and not (
+            isinstance(classes, list)
+            and len(classes) == 2
+            and len(set(classes)) == 2
+            and all(isinstance(c, str) and c for c in classes)
+        ):
+            return False
+        annotator = fault.get("annotator", "x")
+        if not (isinstance(annotator, str) and annotator):
+            return False
+        if "after" in fault and not _time_text(fault["after"]):
+            return False
+    return True
+
+
 @dataclass(frozen=True)
 class LabelingConfig(_Settings):
     SECTION = "labeling"
@@ -140,6 +189,14 @@ class LabelingConfig(_Settings):
     turnaround_hours: float = setting(4.0, gt=0, unit="hours")  # its median turnaround
     # the Label Studio project's title (Label Studio allows 3 to 50 characters)
     label_studio_project: str = setting("flywheel scenes", length=(3, 50))
+    # the simulated vendor's faults, to try the label-quality checks ([labeling.simulated])
+    simulated: dict[str, Any] | None = setting(  # noqa: RUF009 (a field(), like the others)
+        None,
+        check=_simulated_faults,
+        allowed="a table: error_rate (0 to 1), seed (an integer) and [[labeling.simulated."
+        'faults]] tables with kind = "swap" (classes = [A, B]) or "random", optional '
+        'annotator and after (an ISO 8601 time with a zone, e.g. "2026-11-01T00:00:00Z")',
+    )
 
 
 @dataclass(frozen=True)

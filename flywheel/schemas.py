@@ -247,6 +247,21 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("completed_at", UTC_TS),
             ("external_id", _S),
             ("task_key", _S),
+            # the result normalised (labeling.normalize): the scenario classes chosen, and the
+            # object classes where the task has them; null when written before they existed
+            ("classes", _TEXTS),
+            ("objects", _TEXTS),
+        ]
+    ),
+    # labels a person rejected (labeling.quality.reject): of a batch, one annotator's or all;
+    # they stay in `labels` but no new dataset version takes them
+    "rejections": pa.schema(
+        [
+            ("batch_id", _S),
+            ("annotator", _S),  # null: every label of the batch
+            ("reason", _S),
+            ("at", UTC_TS),
+            ("by", _S),
         ]
     ),
     "events": pa.schema(
@@ -350,7 +365,10 @@ SCHEMAS: dict[str, pa.Schema] = {
 
 # Columns declared after writers of the table existed: files those wrote lack them, and a
 # writer that does not set them gets nulls from `conform` (unknown).
-LATE_COLUMNS = {"logs": ("expected_messages", "complete", "source")}
+LATE_COLUMNS = {
+    "logs": ("expected_messages", "complete", "source"),
+    "labels": ("classes", "objects"),
+}
 
 # What a view shows for a null in a column (old files lack the column): a log ingested without
 # a source, or before sources existed, came from `unassigned`.
@@ -388,6 +406,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
         *("created_at", "created_by"),
     ),
     "model_inputs": ("model", "batch_id", "scene_id", "recorded_at"),
+    "rejections": ("batch_id", "at", "by"),
     "triggers": tuple(SCHEMAS["triggers"].names),
     "trigger_runs": tuple(SCHEMAS["trigger_runs"].names),
     "trigger_hits": tuple(SCHEMAS["trigger_hits"].names),

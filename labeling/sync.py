@@ -25,6 +25,7 @@ from flywheel import events
 from flywheel.lake import Lake, resolve
 from labeling import _store
 from labeling._retry import Retry
+from labeling.normalize import normalise
 from labeling.vendors.base import LABELED, SUBMITTED, TaskUpdate, Vendor
 
 
@@ -152,6 +153,8 @@ def _merge(
                 "external_id": update.external_id,
                 "task_key": plan["task_key"],
             }
+            classes, objects = normalise(vendor, update.result)
+            labels[update.scene_id] |= {"classes": classes, "objects": objects}
             newly += not was_labeled
         else:
             row["status"] = row.get("status") if was_labeled else SUBMITTED

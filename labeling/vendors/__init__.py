@@ -28,11 +28,15 @@ def open_vendor(name: str, lake_root, settings) -> Vendor:
     from flywheel.errors import ConfigError
 
     if name == "simulated":
+        faults = settings.simulated or {}
         return SimulatedVendor.for_lake(
             lake_root,
             price_per_task=settings.price_per_task,
             sla=dt.timedelta(hours=settings.sla_hours),
             turnaround_median=dt.timedelta(hours=settings.turnaround_hours),
+            error_rate=faults.get("error_rate", 0.0),
+            seed=faults.get("seed", 0),
+            faults=faults.get("faults", ()),
         )
     if name == "label-studio":
         import os

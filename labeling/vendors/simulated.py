@@ -46,6 +46,20 @@ from labeling.vendors.base import LABELED, SUBMITTED, TaskSpec, TaskUpdate, Vend
 ANNOTATORS = ("ana.k", "bo.li", "chen.w", "dara.o", "eli.m", "farah.s")
 # the scenario choices offered to annotators: the tags ingest detects (plus "other")
 SCENARIOS = DETECTED_TAGS
+CLASSES = (*SCENARIOS, "other")
+
+
+def _fault(fault: dict[str, Any]) -> dict[str, Any]:
+    """A fault of [labeling.simulated] (flywheel.config checked it), its time parsed."""
+    after = fault.get("after")
+    if isinstance(after, str):
+        after = dt.datetime.fromisoformat(after)
+    return {
+        "kind": fault["kind"],
+        "classes": tuple(fault.get("classes") or ()),
+        "annotator": fault.get("annotator"),
+        "after": after,
+    }
 
 
 def state_dir(lake_root: str | os.PathLike) -> Path:
@@ -71,6 +85,7 @@ class SimulatedVendor(Vendor):
         turnaround_sigma: float = 0.8,
         error_rate: float = 0.0,
         seed: int = 0,
+        faults: Sequence[dict[str, Any]] = (),
         chunk_size: int = 500,
         now: Callable[[], dt.datetime] | None = None,
     ) -> None:
@@ -81,6 +96,7 @@ class SimulatedVendor(Vendor):
         self.turnaround_sigma = float(turnaround_sigma)
         self.error_rate = float(error_rate)
         self.seed = int(seed)
+        self.faults = [_fault(f) for f in faults]
         self.chunk_size = int(chunk_size)
         self._base_now = now or (lambda: dt.datetime.now(dt.UTC))
         self._fail_next: list[tuple[set[str], BaseException]] = []
@@ -212,7 +228,9 @@ class SimulatedVendor(Vendor):
                     created_at=created,
                     completed_at=done if complete else None,
                     annotator=self._pick(row, ANNOTATORS) if complete else None,
-                    result=self._label(row) if complete else None,
+                    result=self._label(row, done, self._pick(row, ANNOTATORS))
+                    if complete
+                    else None,
                 )
             )
         return updates, _iso(now)
@@ -227,10 +245,25 @@ class SimulatedVendor(Vendor):
         floor = min(60.0, 0.1 * self.turnaround_median.total_seconds())
         return dt.timedelta(seconds=max(floor, seconds))
 
-    def _label(self, row: dict) -> list[dict]:
+    def _label(self, row: dict, done: dt.datetime, annotator: str) -> list[dict]:
+        """The scene's tags as the scenario choices (or `other`), then the faults: a share
+        `error_rate` of plainly wrong labels, and each fault that applies to this task (its
+        annotator, completed at or after `after`), all drawn from the seed and the task."""
         tags = [t for t in row["data"].get("tags") or [] if t in SCENARIOS]
-        wrong = self._uniforms(row, "error")[0] < self.error_rate
-        choices = ["other"] if wrong or not tags else tags
+        choices = tags or ["other"]
+        if self._uniforms(row, "error")[0] < self.error_rate:
+            choices = [self._class(row, "wrong")]
+        for fault in self.faults:
+            if fault["annotator"] not in (None, annotator):
+                continue
+            if fault["after"] is not None and done < fault["after"]:
+                continue
+            if fault["kind"] == "random":
+                choices = [self._class(row, "random")]
+            else:
+                a, b = fault["classes"]
+                if (a in choices) != (b in choices):  # a label holding both stays as it is
+                    choices = [b if c == a else a if c == b else c for c in choices]
         return [
             {
                 "from_name": "scenario",
@@ -245,6 +278,10 @@ class SimulatedVendor(Vendor):
                 "value": {"text": ["checked against the scene video"]},
             },
         ]
+
+    def _class(self, row: dict, purpose: str) -> str:
+        """One of the scenario classes, uniformly, from the seed and the task."""
+        return CLASSES[int(self._uniforms(row, purpose)[0] * len(CLASSES)) % len(CLASSES)]
 
     def _pick(self, row: dict, options: Sequence[str]) -> str:
         return options[int(self._uniforms(row, "pick")[0] * len(options)) % len(options)]
