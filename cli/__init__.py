@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from cli import demo, ingest, label, lineage, metrics, mine, trigger
+from cli import demo, ingest, label, lineage, metrics, mine, quality, trigger
 from cli._common import interrupted, is_interrupt
 from flywheel import console
 
@@ -31,6 +31,8 @@ for command in (
     lineage.source, lineage.dataset, lineage.lineage,
 ):  # fmt: skip
     cli.add_command(command)
+label.label.add_command(quality.label_quality)
+label.label.add_command(quality.label_reject)
 
 
 def main() -> None:

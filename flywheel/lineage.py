@@ -57,7 +57,7 @@ LEFT JOIN logs l USING (log_id)
 EDGES_SQL = f"{_DATASET_EDGES} UNION ALL {_BATCH_EDGES} UNION ALL {_LIVE_EDGES}"
 # what the fixed edges and the answers read; the live ones add tasks, scenes and logs (one
 # small file per log: questions about logs read them on a connection of their own)
-TABLES = ("events", "datasets", "model_inputs", "sources")
+TABLES = ("events", "datasets", "model_inputs", "sources", "rejections")
 LIVE_TABLES = (*TABLES, "tasks", "scenes", "logs")
 
 
@@ -261,6 +261,12 @@ class Lineage:
                 "WHERE model = $model",
                 {"model": model},
             ).fetchall()[0]
+            # batches whose labels were rejected after the model used them (label reject)
+            rejected = con.execute(
+                "SELECT DISTINCT e.batch_id FROM edges e JOIN rejections r USING (batch_id) "
+                "WHERE e.model = $model ORDER BY 1",
+                {"model": model},
+            ).fetchall()
         sources = (
             logs.groupby("source", dropna=False)
             .agg(license=("license", "first"), until=("until", "first"))
@@ -282,6 +288,7 @@ class Lineage:
             "code": info[2],
             "params": info[3],
             "deployed": bool(info[4]),
+            "rejected_batches": [r[0] for r in rejected],
         }
 
     def describe_source(self, source: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Dataset versions: immutable, content-addressed sets of labeled scenes (CONTRACT §7).
 
 `create` gathers scenes (of label batches, or of a saved selection, narrowed by a `where` over
-`scenes`), gives each the latest accepted label the lake holds for it, and hashes the sorted
+`scenes`), gives each the latest accepted label the lake holds for it (one that no
+`label reject` rejected), and hashes the sorted
 (scene_id, label) pairs into a `digest`. A version of the same name with that digest is
 returned as it is; otherwise the next version is written, one `datasets/<name>@<N>.parquet`
 file, and never rewritten. So a relabeled scene changes the next version, never an old one,
@@ -166,7 +167,11 @@ def _gather(
                     arg_max(batch_id, completed_at) AS batch_id,
                     arg_max(vendor, completed_at) AS vendor,
                     arg_max(annotator, completed_at) AS annotator
-                FROM labels WHERE result IS NOT NULL AND scene_id IN (SELECT scene_id FROM wanted)
+                FROM labels l
+                WHERE result IS NOT NULL AND scene_id IN (SELECT scene_id FROM wanted)
+                    AND NOT EXISTS (  -- a rejected label is not accepted (labeling.quality)
+                        SELECT 1 FROM rejections r WHERE r.batch_id = l.batch_id
+                            AND (r.annotator IS NULL OR r.annotator = l.annotator))
                 GROUP BY scene_id
             )
             SELECT w.scene_id, w.log_id, coalesce(l.source, 'unassigned') AS source,

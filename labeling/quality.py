@@ -284,4 +284,22 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:80] + "-" + digest
 
 
-__all__ = ["ALPHA", "MIN_ERRORS", "MIN_GAP", "assess", "labels", "quality", "reject", "row_labels"]
+def relabel(
+    lake: str | Lake | None, rejected: dict[str, Any], vendor: Any, batch_size: int = 100
+) -> Any:
+    """Send the scenes of a `reject` again, to `vendor` (another one, or the same: its tasks
+    go to whoever is free), as selection ``relabel-<batch>``; the SubmitSummary."""
+    import mining
+    from labeling.schedule import submit
+
+    lake = resolve(lake)
+    name = _safe(f"relabel-{rejected['batch_id']}-{rejected['annotator'] or 'all'}")
+    frame = pd.DataFrame({"scene_id": rejected["scenes"], "score": 1.0})
+    mining.open(lake).save(name, frame, replace=True)
+    return submit(lake, name, vendor, batch_size=batch_size, relabel=True)
+
+
+__all__ = [
+    "ALPHA", "MIN_ERRORS", "MIN_GAP", "assess", "labels", "quality", "reject", "relabel",
+    "row_labels",
+]  # fmt: skip

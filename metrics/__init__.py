@@ -57,5 +57,9 @@ def alert_entities(
     from metrics import alerts
     from metrics.cycle import connect
 
+    if alert_id.startswith("quality:"):
+        from labeling.quality import row_labels
+
+        return row_labels(resolve(lake), alert_id)
     con = connect(resolve(lake))
     return alerts.entities(con, alert_id, now or _now(), config or load_config().metrics)

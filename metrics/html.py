@@ -59,6 +59,7 @@ def render(report: Report) -> str:
         _throughput(report),
         _triggers(report),
         _vendors(report),
+        _scorecard(report),
         _lineage(report),
         _licenses(report),
         '<p class="muted">Stage times per CONTRACT §2; a stage\'s latency is its time minus the '
@@ -324,4 +325,26 @@ def _licenses(report: Report) -> str:
     head = ["source", "license", "uses", "until", "days left", "status", "logs", "scenes"]
     return '<h2 id="licenses">Licenses: what each source allows, and what depends on it</h2>' + (
         _table([*head, "models"], rows, {4, 6, 7}, row_ids=ids)
+    )
+
+
+def _scorecard(report: Report) -> str:
+    if not report.scorecard:
+        return '<h2 id="quality">Label quality</h2><p class="muted">No label yet.</p>'
+    rows, ids = [], []
+    for r in report.scorecard:
+        rows.append(
+            [
+                r["vendor"],
+                r["annotator"] or "all annotators",
+                f"{r['labels']:,}",
+                "-" if r["agreement"] is None else f"{r['agreement']:.0%}",
+                duration(r["turnaround_p50_s"]),
+                ("SUSPECT: " + (r["reason"] or "")) if r["suspect"] else "ok",
+            ]
+        )
+        ids.append(f"quality-{r['vendor']}-{r['annotator'] or 'all'}")
+    head = ["vendor", "annotator", "labels", "agree with evidence", "turnaround p50", "verdict"]
+    return '<h2 id="quality">Vendor scorecard: turnaround and label quality</h2>' + _table(
+        head, rows, {2, 3}, row_ids=ids
     )

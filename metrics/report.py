@@ -35,8 +35,10 @@ from flywheel.events import now as utc_now
 from flywheel.lake import Lake, resolve
 from flywheel.lineage import EDGES_SQL
 from ingest.triggers import CURRENT_HITS
+from labeling.quality import quality as label_quality
 from metrics import alerts as alerting
 from metrics import licenses as licensing
+from metrics import scorecard as scorecards
 from metrics._units import duration, iso
 from metrics.cycle import STAGES, connect
 
@@ -68,6 +70,8 @@ class Report:
     triggers: list[dict[str, Any]] = field(default_factory=list)
     # each source's terms and what depends on it (metrics.licenses)
     licenses: list[dict[str, Any]] = field(default_factory=list)
+    # label quality per vendor and annotator beside their turnaround (metrics.scorecard)
+    scorecard: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +94,7 @@ def build(
     wip, wip_detail = _wip(con, t_now)
     bottleneck, sentence, shares = _bottleneck(con, t_since)
     terms = licensing.licenses(con, now.date())
+    checked = label_quality(lake)
     return Report(
         generated_at=iso(t_now),
         since=iso(t_since) if t_since is not None else None,
@@ -107,11 +112,16 @@ def build(
         lineage=_lineage(con),
         alerts=[
             a.as_dict()
-            for a in [*alerting.evaluate(con, now, config), *licensing.alerts(terms, config)]
+            for a in [
+                *alerting.evaluate(con, now, config),
+                *licensing.alerts(terms, config),
+                *scorecards.alerts(checked, now),
+            ]
         ],
         histograms=_histograms(con, t_since),
         triggers=_triggers(con, t_since, t_now),
         licenses=terms,
+        scorecard=scorecards.scorecard(con, checked),
     )
 
 
