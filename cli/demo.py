@@ -162,7 +162,15 @@ def report_demo(lake: Lake, batches: list[str], seed: int = 0, weeks: int = 8) -
     from sim import simulate_history
 
     console.line(("6. track and report", "bold"))
-    history = simulate_history(lake, weeks=weeks, scenes_per_week=60, seed=seed, slowdown=3.0)
+    # one annotator begins swapping two classes two weeks ago: label quality should say so
+    history = simulate_history(
+        lake,
+        weeks=weeks,
+        scenes_per_week=60,
+        seed=seed,
+        slowdown=3.0,
+        swap=("chen.w", "hard_brake", "cut_in"),
+    )
     console.line(
         f"simulated {weeks} weeks of history: {history.scenes} scenes, {history.events} events, "
         f"{history.models} models (tagged simulated_history)"

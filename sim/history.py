@@ -3,10 +3,11 @@
 ``simulate_history`` writes what the stages would have written over past weeks, through the
 same lake tables and the same ``events.record``: ``logs`` and ``scenes`` (tagged
 ``simulated_history``, with all-zero embeddings, which mining's similarity, rarity and
-diversity leave out), ``ingested``/``mined``/``submitted``/``labeled`` events, ``tasks`` and
-``batches`` rows, and one model per week (``trained`` on every batch labeled by then, ``evaluated``,
-``deployed``; every fourth model fails evaluation and is never deployed, so its new scenes
-ship with the next one). The report then reads it like any other data: no number is made
+diversity leave out; a scenario tag on some), ``ingested``/``mined``/``submitted``/``labeled``
+events, ``tasks``, ``batches`` and ``labels`` rows (one annotator may swap two classes), and
+one model per week (``trained`` on every batch labeled by then, ``evaluated``, ``deployed``;
+every fourth model fails evaluation and is never deployed, so its new scenes ship with the
+next one). The report then reads it like any other data: no number is made
 up here.
 
 Latencies are lognormal around realistic medians; `slowdown` multiplies the labeling
@@ -18,6 +19,7 @@ turnaround of the last 7 days (how the demo shows a ``slow:labeled`` alert).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,6 +38,8 @@ SIGMA = 0.6
 SCENES_PER_LOG = 60
 SLA_S = 48 * 3600.0
 PRICE = 0.08  # USD per task
+# what the simulated scenes show (the rest: nothing of note), as scene tags
+SCENARIO_MIX = {"hard_brake": 0.15, "cut_in": 0.15, "stopped": 0.1, "high_speed": 0.1}
 
 
 @dataclass
@@ -58,11 +62,19 @@ def simulate_history(
     mined_per_scene: int = 1,
     relabel_fraction: float = 0.0,
     batch_size: int = 50,
+    swap: tuple[str, str, str] | None = None,
+    swap_days: float = 14.0,
 ) -> History:
-    """Write `weeks` of history ending at `now` into `lake`; what was written."""
+    """Write `weeks` of history ending at `now` into `lake`; what was written.
+
+    `swap` = (annotator, A, B): from `swap_days` before `now` on, that annotator labels A as B
+    and B as A (the fault label quality should catch; every other label is the scene's
+    scenario, with 2 % plain mistakes)."""
     lake = resolve(lake)
     now_s = (now or events.now()).timestamp()
     rng = np.random.default_rng(seed)
+    # scenarios and labels draw from their own stream: the latencies stay what they were
+    labels_rng = np.random.default_rng([seed, 1])
     # the lake's own embedding length and version, so mining still sees one embedding space
     dim, version = _lake_embedding(lake) or (dim or 8, "simulated-history")
     n_events = 0
@@ -87,7 +99,14 @@ def simulate_history(
         prefix = f"hist-{seed}-{week:03d}"
         ids = np.array([f"{prefix}-{i:06d}" for i in range(n)], dtype=object)
         log_ids = np.array([f"{prefix}-log-{i // SCENES_PER_LOG:04d}" for i in range(n)])
-        _write_scenes(lake, prefix, ids, log_ids, collected, ingested, dim, version)
+        kinds = list(SCENARIO_MIX)
+        picked = labels_rng.uniform(size=n)
+        bounds = np.cumsum(list(SCENARIO_MIX.values()))
+        scenario = np.array(
+            [kinds[i] if i < len(kinds) else None for i in np.searchsorted(bounds, picked)],
+            dtype=object,
+        )
+        _write_scenes(lake, prefix, ids, log_ids, collected, ingested, dim, version, scenario)
         n_events += _write_log_events(lake, prefix, log_ids, ingested)
 
         # mined: once per selection the scene was saved in (popular scenes are saved often)
@@ -120,6 +139,10 @@ def simulate_history(
             rng,
             relabel_fraction,
         )
+        done = (submitted <= now_s) & (labeled <= now_s)
+        swapping = (swap, now_s - swap_days * DAY) if swap else None
+        _write_labels(lake, ids[done], batch_of[done], vendor_of[done], labeled[done],
+                      scenario[done], labels_rng, swapping)  # fmt: skip
         for batch in dict.fromkeys(batch_of):
             rows = batch_of == batch
             if (submitted[rows] <= now_s).all() and (labeled[rows] <= now_s).all():
@@ -186,7 +209,52 @@ def _lake_embedding(lake: Lake) -> tuple[int, str] | None:
     return (int(row[0]), row[1]) if row else None
 
 
-def _write_scenes(lake, prefix, ids, log_ids, collected, ingested, dim, version) -> None:
+def _write_labels(lake, ids, batch_of, vendor_of, labeled, scenario, rng, swapping) -> None:
+    """A label per labeled task, one file per batch as labeling writes them: the scene's
+    scenario (or `other`) in Label Studio's result format, by one of the vendor's annotators;
+    2 % plain mistakes, and the swap from its time on."""
+    from labeling.vendors.simulated import ANNOTATORS, CLASSES
+
+    n = len(ids)
+    if not n:
+        return
+    who = np.array(ANNOTATORS)[rng.integers(0, len(ANNOTATORS), n)]
+    wrong = rng.uniform(size=n) < 0.02
+    mistakes = np.array(CLASSES)[rng.integers(0, len(CLASSES), n)]
+    given = []
+    for i in range(n):
+        label = str(mistakes[i]) if wrong[i] else (scenario[i] or "other")
+        if swapping is not None:
+            (annotator, a, b), since = swapping
+            if who[i] == annotator and labeled[i] >= since:
+                label = b if label == a else a if label == b else label
+        given.append(label)
+    results = [
+        json.dumps([{"from_name": "scenario", "to_name": "scene", "type": "choices",
+                     "value": {"choices": [g]}}], sort_keys=True)
+        for g in given
+    ]  # fmt: skip
+    table = schemas.filled(
+        {
+            "batch_id": pa.array(batch_of, pa.string()),
+            "scene_id": pa.array(ids, pa.string()),
+            "vendor": pa.array(vendor_of, pa.string()),
+            "annotator": pa.array(who, pa.string()),
+            "result": pa.array(results, pa.string()),
+            "completed_at": _ts(labeled),
+            "external_id": pa.array([f"{s}-task" for s in ids], pa.string()),
+            "classes": pa.array([[g] for g in given], pa.list_(pa.string())),
+            "objects": pa.array([[] for _ in given], pa.list_(pa.string())),
+        },
+        schemas.SCHEMAS["labels"],
+        n,
+    )
+    for batch in dict.fromkeys(batch_of):
+        rows = np.flatnonzero(batch_of == batch)
+        lake.write("labels", table.take(pa.array(rows)), name=str(batch))
+
+
+def _write_scenes(lake, prefix, ids, log_ids, collected, ingested, dim, version, scenario) -> None:
     n = len(ids)
     end_ns = (collected * 1e9).astype("int64")
     zeros = np.zeros(n * dim, dtype=np.float32)
@@ -204,7 +272,7 @@ def _write_scenes(lake, prefix, ids, log_ids, collected, ingested, dim, version)
             "n_tracks": pa.array(np.zeros(n, dtype="int64")),
             "n_pedestrians": pa.array(np.zeros(n, dtype="int64")),
             "n_vehicles": pa.array(np.zeros(n, dtype="int64")),
-            "tags": pa.array([[TAG]] * n, pa.list_(pa.string())),
+            "tags": pa.array([[k, TAG] if k else [TAG] for k in scenario], pa.list_(pa.string())),
             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(zeros), dim).cast(
                 pa.list_(pa.float32())
             ),
