@@ -90,31 +90,95 @@ def quality(
 
 
 def assess(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """The quality rows of a frame of labels (columns as `labels` gives them)."""
+    """The quality rows of a frame of labels (columns as `labels` gives them): counts by
+    group and by (group, confused pair) in pandas, the binomial tails in one numpy call each."""
     frame = frame.reset_index(drop=True)
     if frame.empty:
         return []
     agree = frame["agree"] if "agree" in frame else _agree(frame)
-    frame = frame.assign(agree=agree.astype(bool))
+    frame = frame.assign(agree=agree.astype(bool).to_numpy())
     pairs = _pairs(frame)
     expected = frame[["expected"]].explode("expected").rename(columns={"expected": "e"})
-    groups = [("annotator", ["vendor", "annotator"]), ("batch", ["vendor", "batch_id"])]
-    keyed = {kind: frame.groupby(keys, dropna=False).indices for kind, keys in groups}
-    distinct_pairs = len(pairs[["g", "e"]].drop_duplicates())
-    tests = sum(len(k) for k in keyed.values()) * (1 + max(distinct_pairs, 1))
     total_n, total_k = len(frame), int((~frame["agree"]).sum())
-    pair_totals = pairs.groupby(["g", "e"]).size()
-    expected_totals = expected.groupby("e").size()
+    pair_totals = pairs.groupby(["g", "e"]).size().rename("all_k")
+    e_totals = expected.groupby("e").size().rename("all_n")
+    kinds = [("annotator", ["vendor", "annotator"]), ("batch", ["vendor", "batch_id"])]
+    stats = {kind: _stats(frame, pairs, expected, keys) for kind, keys in kinds}
+    # Bonferroni over every test that could be made: each group, and each pair in each group
+    distinct = len(pairs[["g", "e"]].drop_duplicates())
+    tests = sum(len(g) for g, _ in stats.values()) * (1 + max(distinct, 1))
+    alpha = ALPHA / max(tests, 1)
     out = []
-    for kind, indices in keyed.items():
-        for key, idx in indices.items():
-            row = _row(
-                frame, pairs, expected, kind, key, idx, total_n, total_k, pair_totals,
-                expected_totals, tests,
-            )  # fmt: skip
-            out.append(row)
+    for kind, keys in kinds:
+        groups, cells = stats[kind]
+        cells = cells.join(pair_totals, on=["g", "e"]).join(e_totals, on="e")
+        cells["all_n"] = cells["all_n"].fillna(total_n)
+        cells = cells.join(groups["n"], on=keys)
+        n_e = np.where(cells["e"] == "none", cells["n"], cells["n_e"].fillna(0))
+        rest_n = np.where(cells["e"] == "none", total_n, cells["all_n"]) - n_e
+        q = (cells["all_k"] - cells["k_ge"] + 0.5) / (rest_n + 1)
+        share = np.where(n_e > 0, cells["k_ge"] / np.maximum(n_e, 1), 0.0)
+        p = binom.sf(cells["k_ge"] - 1, n_e.astype(int), np.clip(q, 1e-4, 1.0))
+        cells = cells.assign(share=share, q=q, hit=(p < alpha) & (cells["k_ge"] >= MIN_ERRORS)
+                             & (share >= q + MIN_GAP))  # fmt: skip
+        p0 = (total_k - groups["k"] + 1) / (total_n - groups["n"] + 2)
+        overall = binom.sf(groups["k"] - 1, groups["n"], p0)
+        spread = (overall < alpha) & (groups["k"] >= MIN_ERRORS)
+        spread &= groups["k"] / groups["n"] >= p0 + MIN_GAP
+        # each group's pairs, most confused first: one pass over every cell
+        by_group: dict[tuple, list[tuple]] = {}
+        ordered = cells.sort_values("share", ascending=False, kind="stable")
+        columns = [*keys, "g", "e", "share", "q", "k_ge", "hit"]
+        for *key, g, e, x, q_ge, k_ge, hit in ordered[columns].itertuples(index=False, name=None):
+            by_group.setdefault(tuple(key), []).append(
+                (g, e, float(x), float(q_ge), int(k_ge), hit)
+            )
+        indices = None
+        for key, group in groups.iterrows():
+            mine = by_group.get(key, [])
+            suspects = [c[:5] for c in mine if c[5]]
+            confused = [[g, e, round(x, 4)] for g, e, x, *_ in mine]
+            n, k, base = int(group["n"]), int(group["k"]), float(p0[key])
+            suspect = bool(suspects) or bool(spread[key])
+            reason = None
+            if suspect:
+                if indices is None:
+                    indices = frame.groupby(keys, dropna=False).indices
+                explained = sum(x[4] for x in suspects) / k if k else 0.0
+                idx = indices[key]
+                reason = _reason(frame, pairs, idx, kind, suspects, explained, k / n, base)
+            out.append(
+                {
+                    "kind": kind,
+                    "vendor": key[0],
+                    "annotator": key[1] if kind == "annotator" else None,
+                    "batch_id": key[1] if kind == "batch" else None,
+                    "labels": n,
+                    "agreement": 1 - k / n,
+                    "population_agreement": 1 - base,
+                    "suspect": suspect,
+                    "reason": reason,
+                    "confused": [[g, e, round(x, 4)] for g, e, x, *_ in suspects]
+                    if suspects
+                    else confused[:5],
+                }
+            )
     out.sort(key=lambda r: (not r["suspect"], r["batch_id"] is not None, r["agreement"]))
     return out
+
+
+def _stats(frame, pairs, expected, keys) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per group: n labels, k disagreeing; per (group, g, e): k_ge, and n_e, the group's
+    labels whose evidence holds e."""
+    columns = [frame[c] for c in keys]
+    groups = pd.DataFrame({"n": frame.groupby(columns, dropna=False).size()}).join(
+        (~frame["agree"]).groupby(columns, dropna=False).sum().rename("k")
+    )
+    keyed_pairs = pairs.join(frame[keys])
+    cells = keyed_pairs.groupby([*keys, "g", "e"], dropna=False).size().rename("k_ge")
+    n_e = expected.join(frame[keys]).groupby([*keys, "e"], dropna=False).size().rename("n_e")
+    cells = cells.reset_index().join(n_e, on=[*keys, "e"])
+    return groups, cells
 
 
 def _agree(frame: pd.DataFrame) -> pd.Series:
@@ -126,59 +190,14 @@ def _agree(frame: pd.DataFrame) -> pd.Series:
 def _pairs(frame: pd.DataFrame) -> pd.DataFrame:
     """(label index, g given, e expected) for each disagreeing label's differing classes."""
     rows = []
-    for i, given, wanted, ok in zip(
-        frame.index, frame["given"], frame["expected"], frame["agree"], strict=True
+    wrong = frame.index[~frame["agree"].to_numpy()]
+    for i, given, wanted in zip(
+        wrong, frame["given"].iloc[wrong], frame["expected"].iloc[wrong], strict=True
     ):
-        if ok:
-            continue
         extra = sorted(set(given) - set(wanted)) or ["none"]
         missing = sorted(set(wanted) - set(given)) or ["none"]
         rows += [(i, g, e) for g in extra for e in missing]
     return pd.DataFrame(rows, columns=["i", "g", "e"]).set_index("i")
-
-
-def _row(frame, pairs, expected, kind, key, idx, total_n, total_k, pair_totals, e_totals, tests):
-    vendor, who = key
-    n = len(idx)
-    k = int((~frame["agree"].iloc[idx]).sum())
-    p0 = (total_k - k + 1) / (total_n - n + 2)  # the rest of the population, smoothed
-    alpha = ALPHA / tests
-    mine = pairs[pairs.index.isin(idx)]
-    e_here = expected[expected.index.isin(idx)].groupby("e").size()
-    confused, suspects = [], []
-    for (g, e), k_ge in mine.groupby(["g", "e"]).size().items():
-        n_e = int(e_here.get(e, 0)) if e != "none" else n
-        rest_k = int(pair_totals.get((g, e), 0)) - int(k_ge)
-        rest_n = (int(e_totals.get(e, 0)) if e != "none" else total_n) - n_e
-        q = (rest_k + 0.5) / (rest_n + 1)
-        share = k_ge / n_e if n_e else 0.0
-        p = binom.sf(k_ge - 1, n_e, min(max(q, 1e-4), 1.0)) if n_e else 1.0
-        confused.append([g, e, round(share, 4)])
-        if p < alpha and k_ge >= MIN_ERRORS and share >= q + MIN_GAP:
-            suspects.append((g, e, float(share), float(q), int(k_ge)))
-    overall = binom.sf(k - 1, n, p0) if k else 1.0
-    spread = bool(overall < alpha and k >= MIN_ERRORS and k / n >= p0 + MIN_GAP)
-    suspect = bool(suspects) or spread
-    confused.sort(key=lambda c: -c[2])
-    if suspects:
-        confused = [[g, e, round(s, 4)] for g, e, s, *_ in sorted(suspects, key=lambda x: -x[2])]
-    else:
-        confused = confused[:5]
-    # the suspect pairs explain most of the disagreement (a swap), or not (answers at random)
-    explained = sum(x[4] for x in suspects) / k if k else 0.0
-    reason = _reason(frame, pairs, idx, kind, suspects, explained, k / n, p0) if suspect else None
-    return {
-        "kind": kind,
-        "vendor": vendor,
-        "annotator": who if kind == "annotator" else None,
-        "batch_id": who if kind == "batch" else None,
-        "labels": n,
-        "agreement": float(1 - k / n),
-        "population_agreement": float(1 - p0),
-        "suspect": suspect,
-        "reason": reason,
-        "confused": confused,
-    }
 
 
 def _reason(frame, pairs, idx, kind, suspects, explained, rate, p0) -> str:
