@@ -60,12 +60,21 @@ def label() -> None:
     help="Batches costing more wait for `flywheel label approve`.",
 )
 @click.option("--relabel", is_flag=True, help="Send scenes the vendor already has again.")
+@click.option(
+    "--overlap",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    metavar="SHARE",
+    help="Send this share of the scenes twice, to a second annotator (quality checks).",
+)
+@click.option("--gold", default=None, metavar="SELECTION", help="Trusted scenes to mix in.")
 @lake_option
 @format_option
 @expected_errors
 def label_submit(
-    selection, vendor, batch_size, priority, max_cost, approval_threshold, relabel, lake, fmt
-) -> None:
+    selection, vendor, batch_size, priority, max_cost, approval_threshold, relabel, overlap,
+    gold, lake, fmt,
+) -> None:  # fmt: skip
     """Submit a selection to a vendor in batches, each scene at most once.
 
     Example: flywheel label submit --selection demo --vendor simulated --batch-size 50
@@ -82,16 +91,28 @@ def label_submit(
         }
     )
     settings = config.labeling
-    summary = labeling.submit(
-        config.lake,
-        selection,
-        open_vendor(vendor, config.lake, settings),
-        batch_size=settings.batch_size,
-        priority=priority,
-        max_cost=settings.max_cost,
-        approval_threshold=settings.approval_threshold,
-        relabel=relabel,
-    )
+    options = {
+        "batch_size": settings.batch_size,
+        "priority": priority,
+        "max_cost": settings.max_cost,
+        "approval_threshold": settings.approval_threshold,
+    }
+    target = open_vendor(vendor, config.lake, settings)
+    if overlap or gold:
+        from labeling.quality import submit_checked
+
+        if relabel:
+            raise click.UsageError("--relabel and --overlap/--gold: submit them separately")
+        done = submit_checked(config.lake, selection, target, overlap=overlap, gold=gold, **options)
+        if fmt == "json":
+            console.print_json({name: summary.as_dict() for name, summary in done.items()})
+            return
+        for name, summary in done.items():
+            if name != "submit":
+                console.line(f"{name} (checks mixed in):")
+            _print_submit(summary, fmt)
+        return
+    summary = labeling.submit(config.lake, selection, target, **options, relabel=relabel)
     _print_submit(summary, fmt)
 
 

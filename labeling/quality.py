@@ -30,6 +30,7 @@ both directions of a pair are suspect.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -70,10 +71,53 @@ def labels(lake: str | Lake | None = None) -> pd.DataFrame:
         for v, c, r in zip(frame["vendor"], frame["classes"], frame["result"], strict=True)
     ]
     frame["expected"] = [sorted(set(t) & known) or ["other"] for t in frame["tags"]]
+    evidence = [set(g) == set(e) for g, e in zip(frame["given"], frame["expected"], strict=True)]
+    frame["peers"], frame["peer_agree"], frame["peer_label"] = _peers(frame)
+    # agreeing means with the evidence and, where other labels of the scene exist (overlap,
+    # gold), with most of them
     frame["agree"] = [
-        set(g) == set(e) for g, e in zip(frame["given"], frame["expected"], strict=True)
+        ok and (peer is None or bool(peer))
+        for ok, peer in zip(evidence, frame["peer_agree"], strict=True)
     ]
     return frame.drop(columns=["classes", "result", "tags"])
+
+
+def _peers(frame: pd.DataFrame) -> tuple[list[int], list[bool | None], list[str | None]]:
+    """Per label: how many other labels its scene has (other batches: overlap, gold,
+    relabels), whether it matches the most common of them (None without any), and that."""
+    keys = [tuple(sorted(g)) for g in frame["given"]]
+    counts: dict[str, dict[tuple, int]] = {}
+    for scene, key in zip(frame["scene_id"], keys, strict=True):
+        counts.setdefault(scene, {}).setdefault(key, 0)
+        counts[scene][key] += 1
+    peers, agree, common = [], [], []
+    for scene, key in zip(frame["scene_id"], keys, strict=True):
+        others = dict(counts[scene])
+        others[key] -= 1
+        total = sum(others.values())
+        peers.append(total)
+        if not total:
+            agree.append(None)
+            common.append(None)
+            continue
+        best = max(others.values())
+        agree.append(others.get(key, 0) == best)
+        common.append(",".join(max(others, key=lambda k: (others[k], k))))
+    return peers, agree, common
+
+
+def kappa(a: Sequence[str], b: Sequence[str]) -> float | None:
+    """Cohen's kappa of two raters' labels of the same scenes (None when undefined).
+
+    >>> kappa(["x", "y", "x", "y"], ["x", "y", "x", "x"])
+    0.5
+    """
+    if not len(a):
+        return None
+    classes = sorted(set(a) | set(b))
+    observed = float(np.mean([x == y for x, y in zip(a, b, strict=True)]))
+    expected = sum((list(a).count(c) / len(a)) * (list(b).count(c) / len(b)) for c in classes)
+    return None if expected >= 1 else (observed - expected) / (1 - expected)
 
 
 def quality(
@@ -163,8 +207,26 @@ def assess(frame: pd.DataFrame) -> list[dict[str, Any]]:
                     else confused[:5],
                 }
             )
+    _add_peer_agreement(frame, out)
     out.sort(key=lambda r: (not r["suspect"], r["batch_id"] is not None, r["agreement"]))
     return out
+
+
+def _add_peer_agreement(frame: pd.DataFrame, rows: list[dict[str, Any]]) -> None:
+    """On annotator rows: `overlap` (its labels of scenes others labeled too), the share that
+    match the others' most common label, and Cohen's kappa against it."""
+    if "peers" not in frame:
+        return
+    shared = frame[frame["peers"] > 0]
+    mine = {k: g for k, g in shared.groupby(["vendor", "annotator"], dropna=False)}
+    for row in rows:
+        if row["kind"] != "annotator":
+            continue
+        group = mine.get((row["vendor"], row["annotator"]))
+        row["overlap"] = 0 if group is None else len(group)
+        row["peer_agreement"] = None if group is None else float(group["peer_agree"].mean())
+        own = [] if group is None else [",".join(sorted(g)) for g in group["given"]]
+        row["kappa"] = None if group is None else kappa(own, list(group["peer_label"]))
 
 
 def _stats(frame, pairs, expected, keys) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -318,7 +380,61 @@ def relabel(
     return submit(lake, name, vendor, batch_size=batch_size, relabel=True)
 
 
+def submit_checked(
+    lake: str | Lake | None,
+    selection: str,
+    vendor: Any,
+    overlap: float = 0.0,
+    gold: str | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """`labeling.submit`, then checks mixed in: `overlap` (a share of the selection's scenes,
+    chosen by a hash of the scene id, sent again, so a second annotator labels them) and the
+    scenes of selection `gold`, whose labels are trusted, sent again to be labeled blind. The
+    label-quality rows compare each annotator with the other labels of those scenes."""
+    import hashlib
+
+    import mining
+    from labeling.schedule import submit
+
+    if not 0 <= overlap <= 1:
+        raise InputError(f"--overlap is a share of the scenes, 0 to 1; got {overlap}")
+    lake = resolve(lake)
+    miner = mining.open(lake)
+    out = {"submit": submit(lake, selection, vendor, **options)}
+    if overlap:
+        frame = miner.selection(selection)
+        picked = [
+            s for s in frame["scene_id"]
+            if int(hashlib.sha1(s.encode()).hexdigest()[:8], 16) / 2**32 < overlap
+        ]  # fmt: skip
+        if picked:
+            name = _safe(f"{selection}-overlap")
+            miner.save(name, pd.DataFrame({"scene_id": picked, "score": 1.0}), replace=True)
+            out["overlap"] = submit(lake, name, vendor, **options, relabel=True)
+    if gold:
+        trusted = set(labels(lake)["scene_id"])
+        scenes = [s for s in miner.selection(gold)["scene_id"] if s in trusted]
+        if not scenes:
+            raise InputError(
+                f"gold selection {gold!r} has no labeled scene: gold scenes need trusted labels"
+            )
+        name = _safe(f"{selection}-gold-{gold}")
+        miner.save(name, pd.DataFrame({"scene_id": scenes, "score": 1.0}), replace=True)
+        out["gold"] = submit(lake, name, vendor, **options, relabel=True)
+    return out
+
+
 __all__ = [
-    "ALPHA", "MIN_ERRORS", "MIN_GAP", "assess", "labels", "quality", "reject", "relabel",
+    "ALPHA",
+    "MIN_ERRORS",
+    "MIN_GAP",
+    "assess",
+    "kappa",
+    "labels",
+    "quality",
+    "reject",
+    "relabel",
     "row_labels",
-]  # fmt: skip
+    "submit_checked",
+]

@@ -147,3 +147,29 @@ def test_a_reject_keeps_those_labels_out_of_new_versions(labeled, tmp_path):
     assert not kept & rejected_scenes
     ok("track", "trained", "--model", "m", "--dataset", "all@1", cwd=here)
     assert ok("lineage", "model", "m", cwd=here)["rejected_batches"] == sorted(batches)
+
+
+def test_overlap_and_gold_give_each_annotator_peers_and_a_kappa(tmp_path):
+    here = tmp_path
+    scenes_lake(here / "lake", n=600, seed=9)
+    (here / "flywheel.toml").write_text(
+        'lake = "lake"\n[labeling]\nturnaround_hours = 0.00003\nbatch_size = 300\n'
+        '[labeling.simulated]\nseed = 2\n[[labeling.simulated.faults]]\nkind = "random"\n'
+        'annotator = "eli.m"\n'
+    )
+    ok("mine", "sql", "SELECT scene_id, 1.0 AS score FROM scenes WHERE log_id = 'log0'",
+       "--save", "gold", cwd=here)  # fmt: skip
+    ok("label", "submit", "--selection", "gold", "--vendor", "simulated", cwd=here)
+    ok("label", "sync", cwd=here)
+    ok("mine", "sql", "SELECT scene_id, 1.0 AS score FROM scenes WHERE log_id <> 'log0'",
+       "--save", "new", cwd=here)  # fmt: skip
+    done = ok("label", "submit", "--selection", "new", "--vendor", "simulated",
+              "--overlap", "0.3", "--gold", "gold", cwd=here)  # fmt: skip
+    assert set(done) == {"submit", "overlap", "gold"}
+    assert 0.2 * 480 < done["overlap"]["scenes"] < 0.4 * 480
+    assert 110 <= done["gold"]["scenes"] <= 120  # the gold scenes labeled by then
+    ok("label", "sync", cwd=here)
+    rows = {r["annotator"]: r for r in ok("label", "quality", "--all", cwd=here) if r["annotator"]}
+    assert all(r["overlap"] > 0 for r in rows.values())
+    assert rows["eli.m"]["kappa"] < 0.3 < min(r["kappa"] for a, r in rows.items() if a != "eli.m")
+    assert rows["eli.m"]["suspect"]
