@@ -13,6 +13,7 @@ no path separator, no space, no markup, no control character.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from flywheel.errors import InputError
@@ -48,4 +49,15 @@ def check_name(name: object, kind: str = "name") -> str:
     return name  # type: ignore[return-value]
 
 
-__all__ = ["MAX_LENGTH", "PATTERN", "check_name", "is_name"]
+def file_stem(text: str) -> str:
+    """A file name for any text (an id a vendor or a user chose): readable, safe, and distinct
+    for texts that differ only in characters a file name cannot hold.
+
+    >>> file_stem("det v7/a")
+    'det_v7_a-65498959'
+    """
+    digest = hashlib.sha1(text.encode()).hexdigest()[:8]
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:80] + "-" + digest
+
+
+__all__ = ["MAX_LENGTH", "PATTERN", "check_name", "file_stem", "is_name"]

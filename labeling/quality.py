@@ -41,6 +41,7 @@ from scipy.stats import binom
 from flywheel import events, schemas, sources
 from flywheel.errors import InputError
 from flywheel.lake import Lake, resolve
+from flywheel.names import file_stem
 from labeling.normalize import normalise
 
 ALPHA = 1e-3  # family-wise: divided by the number of tests made
@@ -348,21 +349,13 @@ def reject(
         "by": [by or sources.user()],
     }
     name = f"{batch_id}--{annotator or 'all'}"
-    lake.write("rejections", pa.table(row), name=_safe(name))
+    lake.write("rejections", pa.table(row), name=file_stem(name))
     return {
         "batch_id": batch_id,
         "annotator": annotator,
         "labels": len(chosen),
         "scenes": sorted(chosen["scene_id"].unique().tolist()),
     }
-
-
-def _safe(name: str) -> str:
-    import hashlib
-    import re
-
-    digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:80] + "-" + digest
 
 
 def relabel(
@@ -374,7 +367,7 @@ def relabel(
     from labeling.schedule import submit
 
     lake = resolve(lake)
-    name = _safe(f"relabel-{rejected['batch_id']}-{rejected['annotator'] or 'all'}")
+    name = file_stem(f"relabel-{rejected['batch_id']}-{rejected['annotator'] or 'all'}")
     frame = pd.DataFrame({"scene_id": rejected["scenes"], "score": 1.0})
     mining.open(lake).save(name, frame, replace=True)
     return submit(lake, name, vendor, batch_size=batch_size, relabel=True)
@@ -409,7 +402,7 @@ def submit_checked(
             if int(hashlib.sha1(s.encode()).hexdigest()[:8], 16) / 2**32 < overlap
         ]  # fmt: skip
         if picked:
-            name = _safe(f"{selection}-overlap")
+            name = file_stem(f"{selection}-overlap")
             miner.save(name, pd.DataFrame({"scene_id": picked, "score": 1.0}), replace=True)
             out["overlap"] = submit(lake, name, vendor, **options, relabel=True)
     if gold:
@@ -419,7 +412,7 @@ def submit_checked(
             raise InputError(
                 f"gold selection {gold!r} has no labeled scene: gold scenes need trusted labels"
             )
-        name = _safe(f"{selection}-gold-{gold}")
+        name = file_stem(f"{selection}-gold-{gold}")
         miner.save(name, pd.DataFrame({"scene_id": scenes, "score": 1.0}), replace=True)
         out["gold"] = submit(lake, name, vendor, **options, relabel=True)
     return out

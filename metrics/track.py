@@ -11,9 +11,7 @@ once.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from flywheel import events
 from flywheel.errors import InputError
 from flywheel.lake import Lake, resolve
 from flywheel.lineage import parse_ref
+from flywheel.names import file_stem
 from flywheel.sources import user
 
 TRACKED = ("trained", "evaluated", "deployed")
@@ -162,7 +161,4 @@ def parse_attrs(text: str | None, option: str = "--attrs") -> dict[str, Any]:
 
 
 def _file_name(stage: str, model: str) -> str:
-    # readable, safe as a file name, and distinct for ids that differ only in odd characters
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", model)[:80]
-    digest = hashlib.sha1(model.encode()).hexdigest()[:8]
-    return f"track-{stage}-{safe}-{digest}"
+    return f"track-{stage}-{file_stem(model)}"
