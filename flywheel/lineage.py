@@ -28,6 +28,7 @@ import pandas as pd
 
 from flywheel.errors import InputError
 from flywheel.lake import Lake, LakeConnection, resolve
+from flywheel.sources import status_sql
 
 # the scenes each model was trained on: of the dataset versions it names, and of the label
 # batches it names as `track trained` fixed them in `model_inputs`
@@ -235,14 +236,13 @@ class Lineage:
         ones included: source, until, days_left, status, models, deployed (model ids)."""
         on = on or dt.datetime.now(dt.UTC).date()
         return self._df(
-            """
+            f"""
             WITH used AS (
                 SELECT DISTINCT e.source, e.model, coalesce(m.deployed, false) AS deployed
                 FROM edges e LEFT JOIN models m USING (model)
             )
             SELECT s.name AS source, s.until, CAST(s.until - $on AS BIGINT) AS days_left,
-                CASE WHEN s.revoked_at IS NOT NULL THEN 'revoked'
-                     WHEN s.until < $on THEN 'ended' ELSE 'active' END AS status,
+                {status_sql("$on")} AS status,
                 coalesce(list_sort(list(u.model) FILTER (u.model IS NOT NULL)), []) AS models,
                 coalesce(list_sort(list(u.model) FILTER (u.deployed)), []) AS deployed
             FROM sources s LEFT JOIN used u ON u.source = s.name

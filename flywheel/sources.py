@@ -60,6 +60,15 @@ def status(row: dict[str, Any], on: dt.date | None = None) -> str:
     return "active"
 
 
+def status_sql(today: str) -> str:
+    """`status` in SQL, of the `sources` row aliased `s`, with `today` the date to judge on
+    (a query parameter such as ``$today``): the same rule as `status`."""
+    return (
+        "CASE WHEN s.revoked_at IS NOT NULL THEN 'revoked' "
+        f"WHEN s.until < {today} THEN 'ended' ELSE 'active' END"
+    )
+
+
 def parse_date(text: str | dt.date | None) -> dt.date | None:
     """`--until` as a date: YYYY-MM-DD (UTC)."""
     if text is None or isinstance(text, dt.date):
@@ -144,8 +153,7 @@ def listing(lake: str | Lake | None, on: dt.date | None = None) -> pa.Table:
         return con.sql(
             f"""
             SELECT s.name, s.license, s.until, s.uses, s.owner, s.added_at, s.revoked_at,
-                CASE WHEN s.revoked_at IS NOT NULL THEN 'revoked'
-                     WHEN s.until < $today THEN 'ended' ELSE 'active' END AS status,
+                {status_sql("$today")} AS status,
                 CAST(s.until - $today AS BIGINT) AS days_left,
                 count(l.log_id) AS logs
             FROM {identifier(TABLE)} s LEFT JOIN logs l ON l.source = s.name

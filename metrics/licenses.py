@@ -22,6 +22,7 @@ import duckdb
 
 from flywheel.config import MetricsConfig
 from flywheel.lineage import EDGES_SQL
+from flywheel.sources import status_sql
 from metrics.alerts import Alert
 
 SQL = f"""
@@ -35,8 +36,7 @@ held AS (
     FROM logs l LEFT JOIN scenes s USING (log_id) GROUP BY l.source
 )
 SELECT s.name AS source, s.license, s.until, s.uses, s.owner, s.revoked_at, s.purged_at,
-    CASE WHEN s.revoked_at IS NOT NULL THEN 'revoked'
-         WHEN s.until < $today THEN 'ended' ELSE 'active' END AS status,
+    {status_sql("$today")} AS status,
     CAST(s.until - $today AS BIGINT) AS days_left,
     coalesce(any_value(h.logs), 0) AS logs, coalesce(any_value(h.scenes), 0) AS scenes,
     coalesce(list_sort(list(DISTINCT u.model) FILTER (u.model IS NOT NULL)), []) AS models,
