@@ -60,6 +60,14 @@ WHERE l.result IS NOT NULL
 """
 
 
+def _labeled(lake: Lake) -> pd.DataFrame:
+    """batch_id, annotator, scene_id of every label `labels` checks, without its evidence
+    (what `reject` and gold scenes need: no classes compared, no peers counted)."""
+    with lake.connect(snapshot=lake.snapshot(["labels", "scenes", "rejections"])) as con:
+        query = f"SELECT batch_id, annotator, scene_id FROM ({LABELS_SQL})"
+        return con.sql(query).to_arrow_table().to_pandas()
+
+
 def labels(lake: str | Lake | None = None) -> pd.DataFrame:
     """Every label with its evidence: vendor, annotator, batch_id, scene_id, completed_at,
     given (the classes chosen), expected (from the scene's tags), agree, rejected."""
@@ -72,7 +80,7 @@ def labels(lake: str | Lake | None = None) -> pd.DataFrame:
         for v, c, r in zip(frame["vendor"], frame["classes"], frame["result"], strict=True)
     ]
     frame["expected"] = [sorted(set(t) & known) or ["other"] for t in frame["tags"]]
-    evidence = [set(g) == set(e) for g, e in zip(frame["given"], frame["expected"], strict=True)]
+    evidence = _agree(frame)
     frame["peers"], frame["peer_agree"], frame["peer_label"] = _peers(frame)
     # agreeing means with the evidence and, where other labels of the scene exist (overlap,
     # gold), with most of them
@@ -334,7 +342,7 @@ def reject(
     """Keep the labels of `batch_id` (of `annotator`, or all) out of every new dataset version;
     they stay in `labels`. What was rejected: the batch, annotator, labels and scene ids."""
     lake = resolve(lake)
-    frame = labels(lake)
+    frame = _labeled(lake)
     chosen = frame[frame["batch_id"] == batch_id]
     if annotator is not None:
         chosen = chosen[chosen["annotator"] == annotator]
@@ -406,7 +414,7 @@ def submit_checked(
             miner.save(name, pd.DataFrame({"scene_id": picked, "score": 1.0}), replace=True)
             out["overlap"] = submit(lake, name, vendor, **options, relabel=True)
     if gold:
-        trusted = set(labels(lake)["scene_id"])
+        trusted = set(_labeled(lake)["scene_id"])
         scenes = [s for s in miner.selection(gold)["scene_id"] if s in trusted]
         if not scenes:
             raise InputError(
