@@ -110,7 +110,7 @@ def make_logs(out: Path, count: int, seconds: float) -> list[Path]:
 DASK_INDEX = """
 import sys
 from distributed import LocalCluster
-from mining.index import publish_index
+from mining.build import publish_index
 
 if __name__ == "__main__":
     lake, kind, shard_size, workers, full = sys.argv[1:6]

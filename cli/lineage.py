@@ -130,13 +130,13 @@ def source_revoke(name, purge, by, lake, fmt) -> None:
     A purge cut short (a crash, Ctrl-C) finishes when the command runs again. The lineage
     records stay: the models trained on the source are listed.
     """
-    import mining.index
+    import mining.build
     from flywheel import sources
 
     target = _lake(lake)
     result = sources.revoke(target, name, purge=purge, by=by)
     if purge:
-        mining.index.refresh(target)  # searches now give what a full rebuild gives
+        mining.build.refresh(target)  # searches now give what a full rebuild gives
     if fmt == "json":
         console.print_json(result)
         return

@@ -88,7 +88,7 @@ def index_command(lake, kind, full, shard_size, scheduler, fmt) -> None:
 
     Example: flywheel index --lake lake --kind auto
     """
-    from mining.index import SHARD_SIZE, publish_index
+    from mining.build import SHARD_SIZE, publish_index
 
     where = load_config({"lake": lake}).lake
     manifest = publish_index(

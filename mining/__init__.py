@@ -6,7 +6,8 @@
 >>> m.save("peds", m.rare(k=100))                               # doctest: +SKIP
 """
 
-from mining.index import FLAT_MAX, KINDS, Index, build_index, choose_kind, load_index
+from mining.build import FLAT_MAX, KINDS, build_index, choose_kind
+from mining.index import Index, load_index
 from mining.miner import Miner, open
 from mining.select import k_center
 from mining.where import check as check_where

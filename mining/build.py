@@ -1,10 +1,11 @@
-"""The vector index: FAISS over `scenes.embedding`, in fixed-size shards, in `<lake>/_index/`.
+"""The vector index, build side: shards planned, built and published in `<lake>/_index/`
+(mining.index loads and searches what is published here).
 
 A build streams the lake's `scenes` files in name order and cuts them into shards of at most
 `SHARD_SIZE` vectors. Each shard is one FAISS index plus the scene ids at its positions, built
 on its own from the rows it covers, so a build holds one shard in memory whatever the lake's
 size, costs the same per shard (time linear in the lake), and can run shard by shard on the
-workers of a Dask cluster. A query fans out to the shards and merges their top k.
+workers of a Dask cluster.
 
 Builds are incremental. Each shard records the file segments it was built from (file, stamp,
 size, first row, rows). The next build keeps every full shard whose files are unchanged and
@@ -17,19 +18,6 @@ readers see a whole index at every moment. The manifest is republished after eac
 long build (`"complete": false` until the last), so a rerun after a crash keeps the shards
 already done; scenes of shards not yet rebuilt are searched exactly meanwhile. Files no
 manifest names are removed once the build is complete.
-
-Kinds (inner product on unit vectors, i.e. cosine similarity):
-
-- ``flat``: exact. Measured on this 2-core machine (dim 35, faiss 1.15, one query, k=10):
-  p50 0.09 ms at 10k vectors, 0.5 ms at 50k, 14 ms at 100k, 16 ms at 200k, 21 ms at 500k.
-- ``hnsw``: approximate graph search (M=32, efConstruction=80, efSearch=64). Same machine:
-  build 2.7 s / 50k, 6 s / 100k, 43 s / 500k; p50 0.03-0.11 ms; recall@10 0.995-1.0.
-- ``ivf``: inverted lists (nlist ~ 4·sqrt(n) per shard, nprobe = nlist/16): faster to build
-  than HNSW, slower to query; for lakes where build time matters more than latency.
-- ``auto``: flat up to FLAT_MAX scenes, HNSW beyond (see FLAT_MAX for why).
-
-Scenes ingested after a build are not in the index; the search covers them exactly
-(mining.search), so nothing is missed. An index of another embedding version is rebuilt.
 
 >>> choose_kind(10_000), choose_kind(2_000_000)
 ('flat', 'hnsw')
@@ -45,7 +33,6 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import faiss
@@ -57,9 +44,8 @@ from flywheel import console
 from flywheel.errors import InputError, LakeError
 from flywheel.lake import Lake, resolve
 from mining.catalog import vectors_of
+from mining.index import HNSW_EF_SEARCH, INDEX_DIR, MANIFEST, Index, load_index, read_manifest
 
-INDEX_DIR = "_index"
-MANIFEST = "manifest.json"
 FORMAT = 2
 KINDS = ("auto", "flat", "ivf", "hnsw")
 # Exact search stays under ~0.5 ms per query up to 50k vectors here and jumps to ~14 ms at
@@ -73,12 +59,6 @@ FLAT_MAX = 50_000
 SHARD_SIZE = 1_000_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 64
-# A filter passing a fraction f of a shard needs ~1/f more search effort to find k of its
-# scenes; floor of 8 (efSearch 512): with only 1/f, filters passing ~50% of 1M scenes returned
-# k matches that were not the nearest (recall 0.96-0.99, bench/mining.py).
-SELECTOR_MIN_WIDEN = 8.0
-SELECTOR_MAX_WIDEN = 64.0
 READ_BATCH = 65_536  # rows per read of a scenes file while building a shard
 
 
@@ -89,214 +69,6 @@ def choose_kind(count: int, kind: str = "auto") -> str:
     if kind != "auto":
         return kind
     return "flat" if count <= FLAT_MAX else "hnsw"
-
-
-@dataclass
-class Shard:
-    """One FAISS index over `count` vectors, at global positions `start` ... `start+count-1`."""
-
-    faiss_index: Any
-    start: int
-    entry: dict  # the shard's manifest entry
-
-    @property
-    def count(self) -> int:
-        return int(self.entry["count"])
-
-    def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top `k` (similarities, local positions); `allowed` (bool per position) is applied
-        inside FAISS as an ID selector, with the search effort widened to match."""
-        kwargs: dict[str, Any] = {}
-        widen = 1.0
-        if allowed is not None:
-            bitmap = np.packbits(allowed, bitorder="little")
-            kwargs["sel"] = faiss.IDSelectorBitmap(bitmap)
-            fraction = max(float(allowed.mean()), 1e-6)
-            widen = min(SELECTOR_MAX_WIDEN, max(SELECTOR_MIN_WIDEN, 1.0 / fraction))
-        kind = self.entry["kind"]
-        if kind == "hnsw":
-            ef = int(min(4096, max(HNSW_EF_SEARCH, 2 * k) * widen))
-            params = faiss.SearchParametersHNSW(efSearch=ef, **kwargs)
-        elif kind == "ivf":
-            nlist = self.faiss_index.nlist
-            nprobe = int(min(nlist, max(1, self.entry["params"]["nprobe"]) * widen))
-            params = faiss.SearchParametersIVF(nprobe=nprobe, **kwargs)
-        else:
-            params = faiss.SearchParameters(**kwargs) if kwargs else None
-        return self.faiss_index.search(queries, k, params=params)
-
-
-@dataclass
-class Index:
-    """A loaded index: its shards, the scene id at each global position, and its manifest."""
-
-    shards: list[Shard]
-    scene_ids: np.ndarray
-    manifest: dict
-
-    @property
-    def kind(self) -> str:
-        return self.manifest["kind"]
-
-    @property
-    def version(self) -> str | None:
-        return self.manifest.get("embedding_version")
-
-    @property
-    def dim(self) -> int:
-        return int(self.manifest["dim"])
-
-    @property
-    def count(self) -> int:
-        return int(self.manifest["count"])
-
-    @property
-    def exact(self) -> bool:
-        return self.kind == "flat"
-
-    def __repr__(self) -> str:
-        return (
-            f"Index(kind={self.kind!r}, count={self.count}, shards={len(self.shards)}, "
-            f"embedding_version={self.version!r}, built_at={self.manifest.get('built_at')!r})"
-        )
-
-    def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top `k` (similarities, positions) per query, best first; -1 (and -inf) where fewer
-        were found. `allowed` (bool per position) restricts the search inside FAISS."""
-        k = max(1, min(int(k), self.count))
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        sims_parts, position_parts = [], []
-        for shard in self.shards:
-            part = None if allowed is None else allowed[shard.start : shard.start + shard.count]
-            if part is not None and not part.any():
-                continue  # nothing allowed in this shard: skip it
-            sims, positions = shard.search(queries, min(k, shard.count), part)
-            missing = positions < 0
-            if missing.any():
-                sims = np.where(missing, -np.inf, sims)
-                positions = np.where(missing, -1, positions + shard.start)
-            elif shard.start:
-                positions = positions + shard.start
-            sims_parts.append(sims)
-            position_parts.append(positions)
-        return best(sims_parts, position_parts, k, len(queries))
-
-
-def best(
-    sims_parts: list[np.ndarray], id_parts: list[np.ndarray], k: int, nq: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The top `k` per row of several (similarities, ids) result blocks side by side, best
-    first, in block order on ties; padded with -inf / -1 when they hold fewer than `k`."""
-    if len(sims_parts) == 1 and sims_parts[0].shape[1] == k:
-        return sims_parts[0], id_parts[0]  # one block: nothing to merge
-    sims = np.hstack([np.zeros((nq, 0), np.float32), *sims_parts])
-    ids = np.hstack([np.zeros((nq, 0), np.int64), *id_parts])
-    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-    sims, ids = np.take_along_axis(sims, order, axis=1), np.take_along_axis(ids, order, axis=1)
-    if ids.shape[1] < k:
-        pad = k - ids.shape[1]
-        sims = np.hstack([sims, np.full((nq, pad), -np.inf, sims.dtype)])
-        ids = np.hstack([ids, np.full((nq, pad), -1, ids.dtype)])
-    return sims, ids
-
-
-def index_dir(lake: Lake):
-    return lake.root / INDEX_DIR  # local lakes only; object stores go through lake.get/put
-
-
-def load_index(
-    lake: str | os.PathLike | Lake | None = None, reuse: Index | None = None
-) -> Index | None:
-    """The lake's index as last built, or None when there is none.
-
-    Shards of `reuse` (an index loaded earlier) that the manifest still names are taken from
-    it instead of read again: shard files never change once written, so after a build that
-    added one shard, a notebook reads one shard.
-
-    >>> load_index("/tmp/flywheel-doctest-empty-lake") is None
-    True
-    """
-    target = resolve(lake)
-    manifest = _manifest(target)
-    if manifest is None:
-        return None
-    try:
-        return _load(target, manifest, reuse)
-    except LakeError:
-        # a build published a new manifest and removed this one's files meanwhile: retry once
-        again = _manifest(target)
-        if again is None or again == manifest:
-            raise
-        return _load(target, again, reuse)
-
-
-def _manifest(target: Lake) -> dict | None:
-    try:
-        text = target.read_text(f"{INDEX_DIR}/{MANIFEST}")
-        return None if text is None else _upgrade(json.loads(text))
-    except (OSError, ValueError) as exc:
-        raise LakeError(
-            f"index manifest {target.location(INDEX_DIR)}/{MANIFEST} is unreadable ({exc}); "
-            "rebuild it with `flywheel index --full`"
-        ) from exc
-
-
-def _upgrade(manifest: dict) -> dict:
-    """Read a format-1 manifest (one unsharded index) as one shard; it is never reused."""
-    if "shards" not in manifest and "files" in manifest:
-        manifest["shards"] = [
-            {
-                "files": manifest["files"],
-                "kind": manifest["kind"],
-                "count": manifest["count"],
-                "dim": manifest["dim"],
-                "embedding_version": manifest.get("embedding_version"),
-                "params": manifest.get("params", {}),
-                "segments": [],
-            }
-        ]
-    return manifest
-
-
-def _load(target: Lake, manifest: dict, reuse: Index | None = None) -> Index:
-    loaded = {
-        s.entry["files"]["index"]: (s.faiss_index, reuse.scene_ids[s.start : s.start + s.count])
-        for s in (reuse.shards if reuse else [])
-    }
-    shards, ids, start = [], [], 0
-    try:
-        for entry in manifest["shards"]:
-            name = entry["files"]["index"]
-            if name in loaded:
-                faiss_index, shard_ids = loaded[name]
-            else:
-                faiss_index, shard_ids = _read_shard(target, entry)
-            shards.append(Shard(faiss_index, start, entry))
-            ids.append(shard_ids)
-            start += entry["count"]
-    except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        raise LakeError(
-            f"index files in {target.location(INDEX_DIR)} are missing or damaged ({exc}); "
-            "rebuild it with `flywheel index --full`"
-        ) from exc
-    scene_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=object)
-    return Index(shards, scene_ids, manifest)
-
-
-def _read_shard(target: Lake, entry: dict) -> tuple[Any, np.ndarray]:
-    index_file = target.get(f"{INDEX_DIR}/{entry['files']['index']}")
-    ids_file = target.get(f"{INDEX_DIR}/{entry['files']['ids']}")
-    if index_file is None or ids_file is None:
-        raise FileNotFoundError("a file the manifest names is gone")
-    faiss_index = faiss.read_index(str(index_file))
-    shard_ids = pq.read_table(ids_file).column("scene_id").to_pylist()
-    if faiss_index.ntotal != entry["count"] or len(shard_ids) != entry["count"]:
-        raise ValueError(f"shard {entry['files']['index']} holds the wrong count")
-    return faiss_index, np.asarray(shard_ids, dtype=object)
 
 
 def build_index(
@@ -324,7 +96,7 @@ def refresh(lake: str | os.PathLike | Lake | None = None) -> Index | None:
     asked for; only shards whose files changed are rebuilt): after rows were deleted (a
     purge), its searches then give what a full rebuild gives. None when there is no index."""
     target = resolve(lake)
-    manifest = _manifest(target)
+    manifest = read_manifest(target)
     if manifest is None:
         return None
     kind = manifest.get("requested_kind") or manifest.get("kind") or "auto"
@@ -524,7 +296,7 @@ def _cut(pool: list[dict], shard_size: int) -> list[list[dict]]:
 def _previous(target: Lake) -> dict | None:
     """The published manifest, if it can be read (a damaged one is simply not reused)."""
     try:
-        return _manifest(target)
+        return read_manifest(target)
     except LakeError:
         return None
 
@@ -692,8 +464,3 @@ def _make(kind: str, vectors: np.ndarray, dim: int) -> tuple[Any, dict]:
     if n:
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index, params
-
-
-def warn(message: str) -> None:
-    """Index housekeeping goes to stderr, so results on stdout stay clean."""
-    console.warn(f"flywheel index: {message}")

@@ -24,6 +24,7 @@ from flywheel.errors import InputError
 from flywheel.lake import Lake, resolve
 from flywheel.query import Limits
 from ingest import triggers as _triggers
+from mining import build as _build
 from mining import index as _index
 from mining import search as _search
 from mining import select as _select
@@ -142,7 +143,7 @@ class Miner:
     def build_index(self, kind: str = "auto", full: bool = False) -> _index.Index:
         """Bring the lake's FAISS index up to date (only new or changed shards are built;
         `full` rebuilds all of them). ``m.build_index("hnsw")``"""
-        self._loaded_index = _index.build_index(
+        self._loaded_index = _build.build_index(
             self.lake, kind, full=full, reuse=self._loaded_index
         )
         return self._loaded_index
@@ -156,14 +157,14 @@ class Miner:
             current = _index.load_index(self.lake, reuse=current)
         if current is None:
             _index.warn(f"no index in {self.lake.root} yet: building one ({catalog.count} scenes)")
-            current = _index.build_index(self.lake)
+            current = _build.build_index(self.lake)
         elif catalog.count and (current.version != catalog.version or current.dim != catalog.dim):
             _index.warn(
                 f"the index was built for embedding_version {current.version!r} "
                 f"(dim {current.dim}) but the lake's scenes are {catalog.version!r} "
                 f"(dim {catalog.dim}): rebuilding it"
             )
-            current = _index.build_index(
+            current = _build.build_index(
                 self.lake, current.manifest.get("requested_kind", "auto"), full=True
             )
         self._loaded_index = current

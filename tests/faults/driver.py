@@ -31,7 +31,7 @@ def main() -> None:
         ingest([Path(a) for a in args], Lake(lake))
     elif op == "index":
         import mining
-        from mining.index import SHARD_SIZE
+        from mining.build import SHARD_SIZE
 
         kind = args[0] if args else "hnsw"
         shard_size = int(args[1]) if len(args) > 1 else SHARD_SIZE

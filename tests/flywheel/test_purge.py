@@ -133,7 +133,7 @@ def test_purge_deletes_exactly_the_sources_rows(lake):
 
 def test_searches_after_a_purge_equal_a_full_rebuild(lake, tmp_path):
     sources.revoke(lake, "partner", purge=True)
-    mining.index.refresh(lake)
+    mining.build.refresh(lake)
     rebuilt = tmp_path / "rebuilt"
     shutil.copytree(lake, rebuilt, ignore=shutil.ignore_patterns("_locks", "_index"))
     mining.build_index(rebuilt, "flat", full=True)

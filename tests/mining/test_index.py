@@ -12,7 +12,7 @@ from flywheel.errors import InputError
 from flywheel.lake import Lake
 from ingest import ingest
 from mining import search
-from mining.index import publish_index
+from mining.build import publish_index
 
 
 def shard_files(manifest: dict) -> set[str]:
@@ -237,9 +237,9 @@ def test_a_lost_shard_file_is_reported_then_rebuilt_alone(lake_copy):
 
 
 def test_a_crash_mid_build_keeps_the_shards_done(lake_copy, monkeypatch):
-    from mining import index as index_module
+    from mining import build as build_module
 
-    real, done = index_module.build_shard, []
+    real, done = build_module.build_shard, []
 
     def crash_on_the_third(lake, spec):
         if len(done) == 2:
@@ -247,7 +247,7 @@ def test_a_crash_mid_build_keeps_the_shards_done(lake_copy, monkeypatch):
         done.append(spec["name"])
         return real(lake, spec)
 
-    monkeypatch.setattr(index_module, "build_shard", crash_on_the_third)
+    monkeypatch.setattr(build_module, "build_shard", crash_on_the_third)
     with pytest.raises(KeyboardInterrupt):
         mining.build_index(lake_copy, kind="hnsw", shard_size=20)
     monkeypatch.undo()
