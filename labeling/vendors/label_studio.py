@@ -19,12 +19,8 @@ Measured facts it relies on (label-studio 1.23.2, see the team's notes and docs/
   an earlier page carries an older stamp than later pages. The cursor also keeps the tasks
   already seen at or after it (id -> stamp), so a sync with nothing new lists next to nothing.
 
-Auth: a legacy token (``Authorization: Token …``, needs ``--enable-legacy-api-token``) or a
-personal access token (a JWT refresh token: exchanged at ``/api/token/refresh/`` for an access
-token, sent as ``Bearer``, renewed when it expires or is refused). The key never appears in a
-message or a repr, and neither does a password in the URL (``https://user:pass@host``) or
-whatever the server echoes back (an ``Authorization`` header in an error body): every text
-from the server passes through `flywheel.redact.redact` with the keys this vendor holds.
+HTTP (auth, errors, paging by task id) is the client's, labeling.vendors.label_studio_api: this
+module turns Flywheel's tasks into Label Studio's and its annotations back into task updates.
 
 >>> LabelStudioVendor("http://127.0.0.1:8080", "s3cret")
 LabelStudioVendor(url='http://127.0.0.1:8080', api_key='***')
@@ -32,21 +28,19 @@ LabelStudioVendor(url='http://127.0.0.1:8080', api_key='***')
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import datetime as dt
 import json
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
 import requests
 
 from flywheel.errors import TransientError, VendorError
-from flywheel.redact import redact
 from flywheel.schemas import DETECTED_TAGS
 from labeling.vendors.base import (
     LABELED,
@@ -57,12 +51,12 @@ from labeling.vendors.base import (
     Vendor,
     split_key,
 )
+from labeling.vendors.label_studio_api import LabelStudioAPI, filter_item, one_filter
 
 # the scenario choices offered to annotators: the tags ingest detects (flywheel.schemas), "other"
 SCENARIOS = (*DETECTED_TAGS, "other")
 # task fields shown to the annotator, in order
 TEXT_FIELDS = ("description", "scene_id", "log_id", "start", "end", "tags_text")
-PAGE_SIZE = 1000
 # A change read: the task and its annotations. Flex fields applies `include` at every level, so
 # the annotation's own fields (result, completed_by, was_cancelled) are named here too.
 CHANGE_FIELDS = (
@@ -140,129 +134,22 @@ class LabelStudioVendor(Vendor):
     ) -> None:
         if not url or not api_key:
             raise VendorError("Label Studio needs a URL and an API key")
-        self.url = url.rstrip("/")
-        self._key = api_key
+        self.api = LabelStudioAPI(url, api_key, timeout=timeout, session=session)
+        self.url = self.api.url
         self.project_title = project_title
         self.price_per_task = float(price_per_task)
         self.sla = sla
         self.chunk_size = int(chunk_size)
-        self.timeout = float(timeout)
+        self.timeout = self.api.timeout
         self.keyframes = keyframes
-        self.session = session or requests.Session()
         self._project_id: str | None = None
-        self._jwt = _is_jwt(api_key)
-        self._access: str | None = None
-        self._access_expires = 0.0
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(url={self._scrub(self.url)!r}, api_key='***')"
+        return f"{type(self).__name__}(url={self.api.scrub(self.url)!r}, api_key='***')"
 
     @property
     def location(self) -> str:
-        return f"Label Studio at {self._scrub(self.url)}"
-
-    def _scrub(self, text: str, also: Sequence[str] = ()) -> str:
-        """`text` with every credential masked: the patterns, and the keys this vendor holds."""
-        return redact(text, also=(self._key, getattr(self, "_access", None), *also))
-
-    # -- HTTP --------------------------------------------------------------------------------
-    def _auth(self, renew: bool = False) -> str:
-        if not self._jwt:
-            return f"Token {self._key}"
-        if renew or self._access is None or time.time() > self._access_expires - 15:
-            body = self._send("POST", "/api/token/refresh/", None, {"refresh": self._key})
-            self._access = body["access"]
-            self._access_expires = _jwt_expiry(self._access) or time.time() + 240
-        return f"Bearer {self._access}"
-
-    def _request(
-        self, method: str, path: str, params=None, body=None, timeout: float | None = None
-    ) -> Any:
-        try:
-            return self._send(method, path, params, body, self._auth(), timeout)
-        except _Unauthorized:
-            if not self._jwt:
-                raise self._denied(401) from None
-        # an access token may expire between our check and the server's: renew once
-        try:
-            return self._send(method, path, params, body, self._auth(renew=True), timeout)
-        except _Unauthorized:
-            raise self._denied(401) from None
-
-    def _send(
-        self, method, path, params, body, auth: str | None = None, timeout: float | None = None
-    ) -> Any:
-        timeout = timeout or self.timeout
-        headers = {"Accept": "application/json"}
-        if auth:
-            headers["Authorization"] = auth
-        try:
-            response = self.session.request(
-                method,
-                self.url + path,
-                params=params,
-                json=body,
-                headers=headers,
-                timeout=timeout,
-            )
-        except requests.Timeout:
-            raise TransientError(
-                f"{self.location}: {method} {path} timed out after {timeout:g} s",
-                vendor=self.url,
-            ) from None
-        except requests.ConnectionError as error:
-            raise TransientError(
-                f"{self.location}: {method} {path} could not connect ({type(error).__name__})",
-                vendor=self.url,
-            ) from None
-        status = response.status_code
-        # masked whole, then cut: a cut first could leave half a key that no longer matches
-        detail = self._scrub(_detail(response))[:300] if status >= 400 else ""
-        if status == 403 and "URL was not allowed" in detail:
-            # not the credentials: Label Studio's SSRF guard refuses a loopback/private URL
-            raise VendorError(
-                f"{self.location}: {method} {path} refused the URL (Label Studio blocks local and "
-                "private addresses; a loopback receiver needs the server started with "
-                "LABEL_STUDIO_SSRF_PROTECTION_ENABLED=false)",
-                vendor=self.url,
-                status=status,
-            )
-        if status in (401, 403):
-            if auth is None or path == "/api/token/refresh/":
-                raise self._denied(status)
-            raise _Unauthorized()
-        if status == 429 or status >= 500:
-            retry_after = _retry_after(response.headers.get("Retry-After"))
-            raise TransientError(
-                f"{self.location}: {method} {path} answered {status}",
-                vendor=self.url,
-                status=status,
-                retry_after=retry_after,
-            )
-        if status >= 400:
-            raise VendorError(
-                f"{self.location}: {method} {path} answered {status}: {detail}",
-                vendor=self.url,
-                status=status,
-            )
-        if status == 204 or not response.content:
-            return None
-        try:
-            return response.json()
-        except ValueError as error:
-            raise VendorError(
-                f"{self.location}: {method} {path} answered {status} with no JSON "
-                "(is the URL Label Studio's?)",
-                vendor=self.url,
-            ) from error
-
-    def _denied(self, status: int) -> VendorError:
-        return VendorError(
-            f"{self.location} refused the credentials ({status}); check LABEL_STUDIO_API_KEY "
-            "(a legacy token needs --enable-legacy-api-token; a personal access token is a JWT)",
-            vendor=self.url,
-            status=status,
-        )
+        return self.api.location
 
     # -- the interface -----------------------------------------------------------------------
     def ensure_project(self) -> str:
@@ -270,7 +157,7 @@ class LabelStudioVendor(Vendor):
             return self._project_id
         page = 1
         while True:
-            body = self._request(
+            body = self.api.request(
                 "GET",
                 "/api/projects",
                 {"title": self.project_title, "page": page, "page_size": 100},
@@ -283,7 +170,7 @@ class LabelStudioVendor(Vendor):
             if not isinstance(body, dict) or not body.get("next"):
                 break
             page += 1
-        created = self._request(
+        created = self.api.request(
             "POST",
             "/api/projects",
             body={
@@ -302,7 +189,7 @@ class LabelStudioVendor(Vendor):
         ids: list[str] = []
         for start in range(0, len(tasks), self.chunk_size):
             chunk = tasks[start : start + self.chunk_size]
-            body = self._request(
+            body = self.api.request(
                 "POST",
                 f"/api/projects/{project}/import",
                 {"return_task_ids": "true"},
@@ -338,7 +225,7 @@ class LabelStudioVendor(Vendor):
         found: dict[str, str] = {}
         for batch_id, scenes in by_batch.items():
             # one filtered, paged listing per batch rather than one request per scene
-            query = _filter("filter:tasks:data.batch_id", "equal", "String", batch_id)
+            query = one_filter("filter:tasks:data.batch_id", "equal", "String", batch_id)
             for task in self._tasks(query["filters"], "id,data"):
                 data = task.get("data") or {}
                 if data.get("batch_id") == batch_id and data.get("scene_id") in scenes:
@@ -374,14 +261,14 @@ class LabelStudioVendor(Vendor):
         project = self.ensure_project()
         query = {"ordering": ["-tasks:updated_at"]}
         params = {"project": project, "page": 1, "page_size": 1, "include": "id,updated_at"}
-        body = self._request("GET", "/api/tasks", {**params, "query": json.dumps(query)})
+        body = self.api.request("GET", "/api/tasks", {**params, "query": json.dumps(query)})
         tasks = body.get("tasks", []) if isinstance(body, dict) else []
         return _parse(tasks[0]["updated_at"]) if tasks else None
 
     def _snapshot_size(self) -> int:
         """The project's task count when a full read is cheaper as one export snapshot than as
         a listing (mostly labeled, not too big), else 0."""
-        project = self._request("GET", f"/api/projects/{self.ensure_project()}") or {}
+        project = self.api.request("GET", f"/api/projects/{self.ensure_project()}") or {}
         total = int(project.get("task_number") or 0)
         labeled = int(project.get("num_tasks_with_annotations") or 0)
         pays = 0 < total <= SNAPSHOT_MAX_TASKS and labeled >= SNAPSHOT_MIN_LABELED * total
@@ -402,7 +289,7 @@ class LabelStudioVendor(Vendor):
             },
         }
         wait = max(self.timeout, SNAPSHOT_S_PER_TASK * total)
-        export = self._request("POST", base + "/", body=body, timeout=wait)
+        export = self.api.request("POST", base + "/", body=body, timeout=wait)
         try:
             # Label Studio builds it in the request, or in a worker when it has Redis: then poll
             deadline = time.monotonic() + wait
@@ -419,13 +306,13 @@ class LabelStudioVendor(Vendor):
                         vendor=self.url,
                     )
                 time.sleep(0.5)
-                export = self._request("GET", f"{base}/{export['id']}")
-            tasks = self._request(
+                export = self.api.request("GET", f"{base}/{export['id']}")
+            tasks = self.api.request(
                 "GET", f"{base}/{export['id']}/download", {"exportType": "JSON"}, timeout=wait
             )
         finally:
             with contextlib.suppress(VendorError):  # a leftover snapshot costs only disk
-                self._request("DELETE", f"{base}/{export['id']}")
+                self.api.request("DELETE", f"{base}/{export['id']}")
         return tasks or []
 
     def register_webhook(
@@ -455,88 +342,34 @@ class LabelStudioVendor(Vendor):
         }
         secrets = [str(v) for v in (headers or {}).values() if v]
         try:
-            hooks = self._request("GET", "/api/webhooks/", {"project": project}) or []
+            hooks = self.api.request("GET", "/api/webhooks/", {"project": project}) or []
             if isinstance(hooks, dict):
                 hooks = hooks.get("results", [])
             for hook in hooks:
                 if hook.get("url") == url and str(hook.get("project")) == project:
-                    self._request("PATCH", f"/api/webhooks/{hook['id']}/", body=body)
+                    self.api.request("PATCH", f"/api/webhooks/{hook['id']}/", body=body)
                     return str(hook["id"])
-            return str(self._request("POST", "/api/webhooks/", body=body)["id"])
+            return str(self.api.request("POST", "/api/webhooks/", body=body)["id"])
         except VendorError as error:  # a validation error may echo a header back
-            message = self._scrub(str(error), secrets)
+            message = self.api.scrub(str(error), secrets)
             if message == str(error):
                 raise
             raise type(error)(message, **error.attrs) from None
 
+    def _tasks(self, filters: dict | None, fields: str, *, all_fields: bool = False):
+        """The project's tasks matching `filters`, in id order (the client pages them)."""
+        return self.api.tasks(self.ensure_project(), filters, fields, all_fields=all_fields)
+
     def _users(self) -> dict[Any, str]:
         """User id -> email, to name annotators (empty when the listing is not allowed)."""
         try:
-            users = self._request("GET", "/api/users")
+            users = self.api.request("GET", "/api/users")
         except VendorError as error:
             if isinstance(error, TransientError):
                 raise
             return {}
         users = users.get("results", []) if isinstance(users, dict) else users or []
         return {u["id"]: u.get("email") or u.get("username") or str(u["id"]) for u in users}
-
-    def _tasks(
-        self,
-        filters: dict | None,
-        fields: str,
-        *,
-        all_fields: bool = False,
-        page_size: int = PAGE_SIZE,
-    ) -> Iterator[dict]:
-        """The project's tasks matching `filters` (data-manager form), in id order.
-
-        Pages by id (``id > last``) rather than by page number: a task inserted or deleted
-        meanwhile cannot shift one from page to page unseen.
-        """
-        project = self.ensure_project()
-        after = 0
-        while True:
-            query = {"filters": _after_id(filters, after), "ordering": ["tasks:id"]}
-            params = {
-                "project": project,
-                "page": 1,
-                "page_size": page_size,
-                "include": fields,
-                "resolve_uri": "false",  # data as stored: no storage URL signing per task
-                "query": json.dumps(query),
-            }
-            if all_fields:
-                params["fields"] = "all"  # annotations are sent only with every field
-            body = self._request("GET", "/api/tasks", params)
-            tasks = body.get("tasks", []) if isinstance(body, dict) else []
-            yield from tasks
-            # `total` counts what is left: a server capping page_size still pages to the end
-            if not tasks or len(tasks) >= int(body.get("total", 0)):
-                return
-            after = max(int(t["id"]) for t in tasks)
-
-
-class _Unauthorized(Exception):
-    """Internal: a 401/403 that a renewed access token may cure."""
-
-
-def _item(column: str, operator: str, kind: str, value: Any) -> dict:
-    return {"filter": column, "operator": operator, "type": kind, "value": value}
-
-
-def _filter(column: str, operator: str, kind: str, value: Any) -> dict:
-    return {"filters": {"conjunction": "and", "items": [_item(column, operator, kind, value)]}}
-
-
-def _after_id(filters: dict | None, after: int) -> dict:
-    """`filters` restricted to tasks with an id above `after` (keyset paging)."""
-    keyset = _item("filter:tasks:id", "greater", "Number", after)
-    if not filters or not filters.get("items"):
-        return {"conjunction": "and", "items": [keyset]}
-    if filters["conjunction"] == "and":
-        return {"conjunction": "and", "items": [*filters["items"], keyset]}
-    # "or": the restriction joins each alternative (a child filter is AND-ed with its parent)
-    return {"conjunction": "or", "items": [{**i, "child_filter": keyset} for i in filters["items"]]}
 
 
 def _changed_since(start: dt.datetime | None) -> dict | None:
@@ -547,7 +380,9 @@ def _changed_since(start: dt.datetime | None) -> dict | None:
         "conjunction": "or",
         "items": [
             # completed_at too: annotations created in bulk leave a task's updated_at alone
-            _item(f"filter:tasks:{column}", "greater_or_equal", "Datetime", _stamp_text(start))
+            filter_item(
+                f"filter:tasks:{column}", "greater_or_equal", "Datetime", _stamp_text(start)
+            )
             for column in ("updated_at", "completed_at")
         ],
     }
@@ -618,43 +453,3 @@ def _stamp_text(moment: dt.datetime) -> str:
 def _parse(stamp: str) -> dt.datetime:
     moment = dt.datetime.fromisoformat(stamp)  # Python 3.11 reads a trailing Z
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        from email.utils import parsedate_to_datetime
-
-        return max(0.0, (parsedate_to_datetime(value) - dt.datetime.now(dt.UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
-
-
-def _detail(response: requests.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.reason or "no detail"
-    if isinstance(body, dict):
-        detail = body.get("validation_errors") or body.get("detail") or body
-        return json.dumps(detail)
-    return json.dumps(body)
-
-
-def _is_jwt(value: str) -> bool:
-    parts = value.split(".")
-    return len(parts) == 3 and value.startswith("eyJ")
-
-
-def _jwt_expiry(token: str) -> float | None:
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return float(claims["exp"])
-    except (IndexError, KeyError, ValueError, TypeError):
-        return None

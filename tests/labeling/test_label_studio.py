@@ -260,7 +260,7 @@ def test_personal_access_token_is_exchanged_for_a_bearer_token(label_studio):
     )
     project = vendor.ensure_project()
     assert vendor.find([f"b/{project}"]) == {}
-    vendor._access = "expired.or.revoked"  # a refused access token is renewed once
+    vendor.api._access = "expired.or.revoked"  # a refused access token is renewed once
     assert vendor.changes(None) == ([], None)
     assert refresh not in repr(vendor)
 
