@@ -25,10 +25,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from flywheel.errors import InputError
+from ingest import msg as grammar
 
 BatchDecoder = Callable[[Sequence[bytes]], dict[str, np.ndarray]]
-
-_SEPARATOR = "=" * 80
 
 
 class DecodeError(InputError):
@@ -83,103 +82,18 @@ _ROS1_MSGS = {**_ROS2_MSGS, "std_msgs/Header": "uint32 seq\ntime stamp\nstring f
 del _ROS1_MSGS["builtin_interfaces/Time"]
 
 
-def _concatenated(msgtype: str, msgs: dict[str, str]) -> str:
-    """The schema text of `msgtype` with its dependencies, as rosbag2 and MCAP embed it."""
-    name = _short(msgtype)
-    parts = [msgs[name]]
-    parts += [f"{_SEPARATOR}\nMSG: {n}\n{msgs[n]}" for n in sorted(_closure(name, msgs))]
-    return "\n".join(parts) + "\n"
-
-
-def _closure(name: str, msgs: dict[str, str]) -> set[str]:
-    found: set[str] = set()
-    pending = [name]
-    while pending:
-        current = pending.pop()
-        for ftype, _ in _fields(msgs[current]):
-            dep = _resolve(ftype, current, msgs)
-            if dep and dep not in found:
-                found.add(dep)
-                pending.append(dep)
-    return found
-
-
-def _short(msgtype: str) -> str:
-    """`nav_msgs/msg/Odometry` -> `nav_msgs/Odometry` (the key used inside schema texts)."""
-    return msgtype.replace("/msg/", "/")
-
-
-def _long(msgtype: str) -> str:
-    """`nav_msgs/Odometry` -> `nav_msgs/msg/Odometry` (the spelling used everywhere else)."""
-    pkg, _, name = _short(msgtype).rpartition("/")
-    return f"{pkg}/msg/{name}" if pkg else name
-
-
-# --- schema text -> flattened layout ----------------------------------------------------------
-_PRIMITIVES = {
-    "bool", "byte", "char", "int8", "uint8", "int16", "uint16", "int32", "uint32",
-    "int64", "uint64", "float32", "float64", "string", "wstring", "time", "duration",
-}  # fmt: skip
-_FIELD = re.compile(r"^\s*([A-Za-z0-9_/]+(?:<=\d+)?)(\[[^\]]*\])?\s+([A-Za-z0-9_]+)")
-
-
-def _fields(text: str) -> list[tuple[str, str]]:
-    """(type with array suffix, name) of each field; comments, constants and defaults dropped."""
-    out = []
-    for line in text.splitlines():
-        line = line.split("#", 1)[0]
-        match = _FIELD.match(line)
-        if not match or line[match.end() :].lstrip().startswith("="):  # constant: `uint8 A=0`
-            continue
-        out.append((match.group(1) + (match.group(2) or ""), match.group(3)))
-    return out
-
-
-def _split_schema(msgtype: str, text: str) -> dict[str, str]:
-    """Concatenated schema text -> {`pkg/Type`: its own definition text}."""
-    sections: dict[str, str] = {}
-    name, lines = _short(msgtype), []
-    for line in text.splitlines():
-        if line.startswith("=" * 10):
-            sections[name] = "\n".join(lines)
-            name, lines = "", []
-        elif line.startswith("MSG:") and not lines:
-            name = _short(line[4:].strip())
-        else:
-            lines.append(line)
-    sections[name] = "\n".join(lines)
-    return sections
-
-
-def _resolve(ftype: str, current: str, msgs: dict[str, str]) -> str | None:
-    """The `pkg/Type` a field type refers to, or None for primitives."""
-    base = re.sub(r"\[.*\]$", "", ftype)
-    base = re.sub(r"<=\d+$", "", base)
-    if base in _PRIMITIVES:
-        return None
-    if base == "Header":
-        return "std_msgs/Header"
-    base = _short(base)
-    if "/" in base:
-        return base
-    pkg = current.rpartition("/")[0]
-    if f"{pkg}/{base}" in msgs:
-        return f"{pkg}/{base}"
-    same_name = [n for n in msgs if n.rpartition("/")[2] == base]
-    return same_name[0] if same_name else f"{pkg}/{base}"
-
-
+# --- schema text -> flattened layout (the grammar is ingest.msg's) ---------------------------
 def _layout(msgtype: str, text: str) -> tuple[tuple[str, str], ...] | None:
     """Flatten a schema into ((path, primitive type), ...); None if it cannot be resolved."""
-    msgs = _split_schema(msgtype, text)
+    msgs = grammar.split(msgtype, text)
     msgs.setdefault("builtin_interfaces/Time", _ROS2_MSGS["builtin_interfaces/Time"])
     out: list[tuple[str, str]] = []
 
     def walk(name: str, prefix: str, depth: int) -> bool:
         if name not in msgs or depth > 16:
             return False
-        for ftype, fname in _fields(msgs[name]):
-            dep = _resolve(ftype, name, msgs)
+        for ftype, fname in grammar.fields(msgs[name]):
+            dep = grammar.resolve(ftype, name, msgs)
             suffix = ftype[ftype.index("[") :] if "[" in ftype else ""
             if dep is None:
                 out.append((prefix + fname, re.sub(r"<=\d+", "", ftype.split("[")[0]) + suffix))
@@ -189,7 +103,7 @@ def _layout(msgtype: str, text: str) -> tuple[tuple[str, str], ...] | None:
                     return False
         return True
 
-    return tuple(out) if walk(_short(msgtype), "", 0) else None
+    return tuple(out) if walk(grammar.short(msgtype), "", 0) else None
 
 
 # --- the vectorised reader ---------------------------------------------------------------------
@@ -562,7 +476,7 @@ def bulk_decoder(msgtype: str, encoding: str, definition: str | None = None) -> 
     >>> sorted(bulk_decoder("nav_msgs/Odometry", "ros1")([]))[:4]
     ['child_frame_id', 'frame_id', 'px', 'py']
     """
-    msgtype = _long(msgtype)
+    msgtype = grammar.long(msgtype)
     if encoding not in ("cdr", "ros1") or msgtype not in _DECODERS:
         return None
     if encoding == "ros1" and msgtype not in _ROS1_TYPES:
@@ -581,7 +495,7 @@ def bulk_decoder(msgtype: str, encoding: str, definition: str | None = None) -> 
 
 def _same_layout(msgtype: str, encoding: str, definition: str) -> bool:
     msgs = _ROS1_MSGS if encoding == "ros1" else _ROS2_MSGS
-    expected = _layout(msgtype, _concatenated(msgtype, msgs))
+    expected = _layout(msgtype, grammar.concatenated(msgtype, msgs))
     return expected is not None and _layout(msgtype, definition) == expected
 
 
@@ -591,10 +505,10 @@ def schema_text(msgtype: str, encoding: str = "cdr") -> str:
     >>> schema_text("geometry_msgs/msg/PoseStamped").splitlines()[:2]
     ['std_msgs/Header header', 'Pose pose']
     """
-    msgtype = _long(msgtype)
+    msgtype = grammar.long(msgtype)
     if msgtype not in _DECODERS:
         raise ValueError(f"no fast-path layout for {msgtype}; known: {', '.join(_DECODERS)}")
-    return _concatenated(msgtype, _ROS1_MSGS if encoding == "ros1" else _ROS2_MSGS)
+    return grammar.concatenated(msgtype, _ROS1_MSGS if encoding == "ros1" else _ROS2_MSGS)
 
 
 __all__ = ["BatchDecoder", "DecodeError", "bulk_decoder", "schema_text"]

@@ -26,6 +26,8 @@ import numpy as np
 from mcap.writer import CompressionType
 from mcap_ros2.writer import Writer
 
+from ingest.msg import concatenated
+
 __all__ = ["GENERATOR_VERSION", "TOPICS", "generate"]
 
 GENERATOR_VERSION = "flywheel-generate-1"
@@ -320,47 +322,16 @@ geometry_msgs/Pose center
 geometry_msgs/Vector3 size
 """,
 }
-_PRIMITIVES = {
-    "bool", "byte", "char", "int8", "uint8", "int16", "uint16", "int32", "uint32",
-    "int64", "uint64", "float32", "float64", "string", "wstring",
-}  # fmt: skip
-
-
-def _dependencies(name: str) -> list[str]:
-    """The message types `name`'s fields refer to, `pkg/Type`, sorted (as rosbag2 orders them)."""
-    package = name.split("/")[0]
-    found = set()
-    for line in _MSGS[name].splitlines():
-        words = line.split("#", 1)[0].split()
-        if len(words) < 2 or "=" in line.split("#", 1)[0]:
-            continue  # blank, comment or constant
-        ftype = words[0].split("[")[0].split("<=")[0]
-        if ftype not in _PRIMITIVES:
-            found.add(ftype if "/" in ftype else f"{package}/{ftype}")
-    return sorted(found)
 
 
 def schema_text(msgtype: str) -> str:
-    """The ros2msg schema text of `msgtype` with its dependencies, as rosbag2 writes it.
-
-    Depth-first over each type's dependencies in sorted order, each once, every one after a
-    line of 80 '=' and a `MSG: pkg/Type` line.
+    """The ros2msg schema text of `msgtype` with its dependencies, as rosbag2 writes it
+    (ingest.msg, the grammar ingest reads it with).
 
     >>> schema_text("sensor_msgs/msg/NavSatFix").count("MSG: ")
     3
     """
-    top = msgtype.replace("/msg/", "/")
-    seen = {top}
-
-    def walk(name: str) -> str:
-        text = _MSGS[name]
-        for dep in _dependencies(name):
-            if dep not in seen:
-                seen.add(dep)
-                text += "\n" + "=" * 80 + f"\nMSG: {dep}\n" + walk(dep)
-        return text
-
-    return walk(top)
+    return concatenated(msgtype, _MSGS)
 
 
 # --- the road ----------------------------------------------------------------------------------
