@@ -127,14 +127,9 @@ def label_approve(batch_id, lake, fmt) -> None:
     Example: flywheel label approve demo-1a2b3c4d
     """
     import labeling
-    from labeling.vendors import open_vendor
 
     config = load_config({"lake": lake})
-    known = labeling.status(config.lake, batch_id)
-    vendor = known["vendor"].iloc[0] if len(known) else "simulated"
-    summary = labeling.approve(
-        config.lake, batch_id, open_vendor(vendor, config.lake, config.labeling)
-    )
+    summary = labeling.approve(config.lake, batch_id, settings=config.labeling)
     _print_submit(summary, fmt)
 
 
@@ -155,15 +150,9 @@ def label_sync(vendor, full, lake, fmt) -> None:
     Example: flywheel label sync
     """
     import labeling
-    from labeling.vendors import open_vendor
 
     config = load_config({"lake": lake})
-    known = labeling.status(config.lake)
-    names = [vendor] if vendor else sorted(set(known["vendor"])) if len(known) else []
-    results = [
-        labeling.sync(config.lake, open_vendor(name, config.lake, config.labeling), full=full)
-        for name in names
-    ]
+    results = labeling.sync_all(config.lake, vendor, full=full, settings=config.labeling)
     if fmt == "json":
         console.print_json([r.as_dict() for r in results])
         return

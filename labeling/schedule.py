@@ -30,12 +30,15 @@ from typing import Any
 
 import pandas as pd
 
+from flywheel.config import LabelingConfig, load_config
 from flywheel.errors import InputError, TransientError
 from flywheel.lake import Lake, resolve
 from flywheel.names import check_name
 from labeling import _store
 from labeling._retry import Retry, exhausted
 from labeling._store import PENDING_APPROVAL, PLANNED, SUBMITTED, SUBMITTING
+from labeling.status import status
+from labeling.vendors import open_vendor
 from labeling.vendors.base import TaskSpec, Vendor, key
 
 
@@ -150,12 +153,20 @@ def submit(
 
 
 def approve(
-    lake: str | Lake | None, batch_id: str, vendor: Vendor, *, retry: Retry | None = None
+    lake: str | Lake | None,
+    batch_id: str,
+    vendor: Vendor | None = None,
+    *,
+    retry: Retry | None = None,
+    settings: LabelingConfig | None = None,
 ) -> SubmitSummary:
-    """Approve a batch waiting as pending_approval, and submit it to `vendor`.
+    """Approve a batch waiting as pending_approval, and submit it to `vendor` (by default the
+    vendor it was planned for, see `vendor_of`).
 
-    >>> approve("lake", "demo-1a2b3c4d", SimulatedVendor.for_lake("lake"))  # doctest: +SKIP
+    >>> approve("lake", "demo-1a2b3c4d")  # doctest: +SKIP
     """
+    if vendor is None:
+        vendor = vendor_of(lake, batch_id, settings)
     check_name(batch_id, "batch")  # batch ids are names Flywheel gives (its file name too)
     lake = resolve(lake)
     retry = retry or Retry()
@@ -188,6 +199,17 @@ def approve(
         else:
             summary.batches.append(_result(rows))
     return summary
+
+
+def vendor_of(
+    lake: str | Lake | None, batch_id: str, settings: LabelingConfig | None = None
+) -> Vendor:
+    """The vendor batch `batch_id` is for, opened with `settings` (by default `[labeling]` of
+    the configuration, see flywheel.config)."""
+    lake = resolve(lake)
+    known = status(lake, batch_id)
+    name = known["vendor"].iloc[0] if len(known) else "simulated"
+    return open_vendor(name, lake, settings or load_config().labeling)
 
 
 def resume(lake: str | Lake | None, vendor: Vendor, *, retry: Retry | None = None) -> SubmitSummary:

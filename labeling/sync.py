@@ -22,10 +22,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from flywheel import events
+from flywheel.config import LabelingConfig, load_config
 from flywheel.lake import Lake, resolve
 from labeling import _store
 from labeling._retry import Retry
 from labeling.normalize import normalise
+from labeling.status import status
+from labeling.vendors import open_vendor
 from labeling.vendors.base import LABELED, SUBMITTED, TaskUpdate, Vendor
 
 
@@ -85,6 +88,26 @@ def sync(
                 summary.batches.append(batch_id)
         _store.write_cursor(lake, vendor.name, new_cursor)  # last: a crash re-pulls
     return summary
+
+
+def sync_all(
+    lake: str | Lake | None,
+    vendor: str | None = None,
+    *,
+    full: bool = False,
+    settings: LabelingConfig | None = None,
+) -> list[SyncSummary]:
+    """`sync` every vendor that has batches in the lake (or only the one named `vendor`),
+    each opened with `settings` (by default `[labeling]` of the configuration); in name order.
+
+    >>> [s.vendor for s in sync_all("lake")]  # doctest: +SKIP
+    ['simulated']
+    """
+    lake = resolve(lake)
+    settings = settings or load_config().labeling
+    known = status(lake)
+    names = [vendor] if vendor else sorted(set(known["vendor"])) if len(known) else []
+    return [sync(lake, open_vendor(name, lake, settings), full=full) for name in names]
 
 
 Files = tuple[list[dict], list[dict], list[dict]]  # a batch's outbox, tasks and labels rows

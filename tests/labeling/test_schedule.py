@@ -83,6 +83,20 @@ def test_batches_above_threshold_wait_for_approval(lake, vendor, retry):
         labeling.approve(lake, "nope", vendor)
 
 
+def test_approve_and_sync_all_open_the_batch_vendor_themselves(lake, vendor, retry):
+    assert labeling.sync_all(lake) == []  # no batches, no vendor to ask
+    summary = labeling.submit(
+        lake, "brakes", vendor, batch_size=8, approval_threshold=3.0, retry=retry
+    )
+    (waiting,) = summary.pending_approval
+    assert labeling.vendor_of(lake, waiting).name == "simulated"
+    approved = labeling.approve(lake, waiting)  # the batch id alone, as `label approve` does
+    assert [(b.batch_id, b.state) for b in approved.batches] == [(waiting, "submitted")]
+    assert len(vendor_keys(SimulatedVendor.for_lake(lake.root))) == 12  # on its own clock
+    assert [s.vendor for s in labeling.sync_all(lake)] == ["simulated"]
+    assert [s.vendor for s in labeling.sync_all(lake, "simulated", full=True)] == ["simulated"]
+
+
 def test_crash_after_vendor_accepted_is_reconciled_without_duplicates(lake, vendor, retry):
     vendor.fail_after_accept(error=Crash())
     with pytest.raises(Crash):
@@ -173,5 +187,7 @@ def test_public_surface():
         "status",
         "submit",
         "sync",
+        "sync_all",
         "turnaround",
+        "vendor_of",
     ]
