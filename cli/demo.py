@@ -196,7 +196,7 @@ def report_demo(lake: Lake, batches: list[str], seed: int = 0, weeks: int = 8) -
     console.line(f"tracked {model}: trained on {version.ref}, evaluated, deployed")
     console.frame(lineage(lake).model(model), "table", title=f"lineage of {model}")
     report = metrics.build(lake)
-    path = lake.put("_reports/report.html", lambda p: metrics.write_html(report, p))
+    path = metrics.write_report(lake, report)
     metrics.print_summary(report)
     console.line(("report:", "bold"), f" {path}")
     return {"path": str(path), "alerts": len(report.alerts), "bottleneck": report.bottleneck}

@@ -106,7 +106,6 @@ def report_command(out, since, alert_id, lake, fmt) -> None:
     Example: flywheel report --since 2026-11-01
     """
     import metrics
-    from flywheel.lake import Lake
     from flywheel.output import check_output
     from metrics.track import parse_time
 
@@ -120,12 +119,7 @@ def report_command(out, since, alert_id, lake, fmt) -> None:
     report = metrics.build(
         config.lake, since=parse_time(since) if since else None, config=config.metrics
     )
-    if out:
-        path = metrics.write_html(report, out)
-    else:  # in the lake, a folder or an object store alike
-        path = Lake(config.lake).put(
-            "_reports/report.html", lambda p: metrics.write_html(report, p)
-        )
+    path = metrics.write_report(config.lake, report, out)
     if fmt == "json":
         console.print_json(metrics.contract_json(report) | {"html": str(path)})
         return

@@ -3,12 +3,15 @@
 >>> import metrics
 >>> report = metrics.build("lake")                      # doctest: +SKIP
 >>> metrics.write_html(report, "report.html")           # doctest: +SKIP
+>>> metrics.write_report("lake", report)   # <lake>/_reports/report.html  # doctest: +SKIP
 >>> metrics.track("lake", "trained", "det-v7", batches=["demo-1"])  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
 import pandas as pd
 
@@ -33,7 +36,20 @@ __all__ = [
     "print_summary",
     "track",
     "write_html",
+    "write_report",
 ]
+
+REPORT_FILE = "_reports/report.html"  # in the lake, where `write_report` puts it by default
+
+
+def write_report(
+    lake: str | Lake | None, report: Report, out: str | os.PathLike | None = None
+) -> str | Path:
+    """Write `report` as HTML to `out`, by default to `<lake>/_reports/report.html` (a folder
+    or an object store alike); the path (or URI) written."""
+    if out:
+        return write_html(report, out)
+    return resolve(lake).put(REPORT_FILE, lambda p: write_html(report, p))
 
 
 def cycle(lake: str | Lake | None = None) -> pd.DataFrame:

@@ -146,3 +146,12 @@ def test_an_empty_lake_reports_nothing_without_failing(tmp_path):
     report = metrics.build(Lake(tmp_path / "empty"), now=dt.datetime(2026, 11, 27, tzinfo=dt.UTC))
     assert report.scenes == 0 and report.bottleneck is None and report.alerts == []
     assert report.cycle["count"] == 0
+
+
+def test_write_report_puts_the_page_in_the_lake_unless_told_where(tmp_path):
+    lake = Lake(tmp_path / "empty")
+    report = metrics.build(lake, now=dt.datetime(2026, 11, 27, tzinfo=dt.UTC))
+    assert metrics.write_report(lake, report) == lake.root / "_reports" / "report.html"
+    assert (lake.root / "_reports" / "report.html").read_text().startswith("<!doctype html>")
+    out = tmp_path / "here.html"
+    assert metrics.write_report(lake, report, out) == out and out.is_file()
