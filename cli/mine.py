@@ -88,11 +88,11 @@ def index_command(lake, kind, full, shard_size, scheduler, fmt) -> None:
 
     Example: flywheel index --lake lake --kind auto
     """
-    from mining.build import SHARD_SIZE, publish_index
+    import mining
 
     where = load_config({"lake": lake}).lake
-    manifest = publish_index(
-        where, kind, full=full, shard_size=shard_size or SHARD_SIZE, scheduler=scheduler
+    manifest = mining.publish_index(
+        where, kind, full=full, shard_size=shard_size, scheduler=scheduler
     )
     if fmt == "json":
         console.print_json(manifest)

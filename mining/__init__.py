@@ -6,7 +6,7 @@
 >>> m.save("peds", m.rare(k=100))                               # doctest: +SKIP
 """
 
-from mining.build import FLAT_MAX, KINDS, build_index, choose_kind
+from mining.build import FLAT_MAX, KINDS, SHARD_SIZE, build_index, choose_kind, publish_index
 from mining.index import Index, load_index
 from mining.miner import Miner, open
 from mining.select import k_center
@@ -15,6 +15,7 @@ from mining.where import check as check_where
 __all__ = [
     "FLAT_MAX",
     "KINDS",
+    "SHARD_SIZE",
     "Index",
     "Miner",
     "build_index",
@@ -23,4 +24,5 @@ __all__ = [
     "k_center",
     "load_index",
     "open",
+    "publish_index",
 ]

@@ -76,7 +76,7 @@ def build_index(
     kind: str = "auto",
     *,
     full: bool = False,
-    shard_size: int = SHARD_SIZE,
+    shard_size: int | None = None,
     scheduler: str | None = None,
     reuse: Index | None = None,
 ) -> Index:
@@ -108,7 +108,7 @@ def publish_index(
     kind: str = "auto",
     *,
     full: bool = False,
-    shard_size: int = SHARD_SIZE,
+    shard_size: int | None = None,
     scheduler: str | None = None,
 ) -> dict:
     """Build the shards the lake's index lacks and publish its new manifest, which is returned.
@@ -119,6 +119,7 @@ def publish_index(
     """
     target = resolve(lake)
     choose_kind(0, kind)  # an unknown kind fails before any work
+    shard_size = SHARD_SIZE if shard_size is None else shard_size
     if shard_size < 1:
         raise InputError(f"shard size must be at least 1, not {shard_size}")
     started = time.perf_counter()

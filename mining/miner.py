@@ -140,11 +140,24 @@ class Miner:
             self._sandbox = None
         return self._catalog
 
-    def build_index(self, kind: str = "auto", full: bool = False) -> _index.Index:
+    def build_index(
+        self,
+        kind: str = "auto",
+        full: bool = False,
+        *,
+        shard_size: int | None = None,
+        scheduler: str | None = None,
+    ) -> _index.Index:
         """Bring the lake's FAISS index up to date (only new or changed shards are built;
-        `full` rebuilds all of them). ``m.build_index("hnsw")``"""
+        `full` rebuilds all of them), in shards of `shard_size` scenes (default SHARD_SIZE),
+        on the Dask cluster at `scheduler` if given. ``m.build_index("hnsw")``"""
         self._loaded_index = _build.build_index(
-            self.lake, kind, full=full, reuse=self._loaded_index
+            self.lake,
+            kind,
+            full=full,
+            shard_size=shard_size,
+            scheduler=scheduler,
+            reuse=self._loaded_index,
         )
         return self._loaded_index
 

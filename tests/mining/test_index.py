@@ -50,6 +50,8 @@ def test_shards_search_like_one_index(lake_copy):
     one = mining.build_index(lake_copy, kind="flat", full=True)
     sharded = mining.build_index(lake_copy, kind="flat", full=True, shard_size=20)
     assert [s.count for s in sharded.shards] == [20, 20, 20, 12]
+    again = mining.open(lake_copy).build_index("flat", full=True, shard_size=20)  # the same API
+    assert [s.count for s in again.shards] == [20, 20, 20, 12]
     assert [s.start for s in sharded.shards] == [0, 20, 40, 60]
     assert sorted(sharded.scene_ids) == sorted(catalog.ids)  # every scene exactly once
     queries = catalog.vectors[::7]

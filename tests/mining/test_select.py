@@ -112,6 +112,7 @@ def test_public_surface():
     assert mining.__all__ == [
         "FLAT_MAX",
         "KINDS",
+        "SHARD_SIZE",
         "Index",
         "Miner",
         "build_index",
@@ -120,5 +121,6 @@ def test_public_surface():
         "k_center",
         "load_index",
         "open",
+        "publish_index",
     ]
     assert callable(mining.open) and mining.Miner.similar.__doc__
