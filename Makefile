@@ -16,7 +16,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: demo test lint format bench fuzz clean lock
+.PHONY: demo test lint format docs bench fuzz clean lock
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required: make PYTHON=/path/to/python3.11"'
@@ -41,6 +41,10 @@ lint: $(TEST_INSTALLED)
 format: $(TEST_INSTALLED)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# docs/cli.md from every command's --help (tests/flywheel/test_cli_docs.py checks it is current)
+docs: $(INSTALLED)
+	$(BIN)/python -m cli.docs
 
 $(LS_INSTALLED): | $(TEST_INSTALLED)
 	$(BIN)/python tests/labeling/label_studio_server.py --install
