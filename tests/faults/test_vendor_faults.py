@@ -168,7 +168,7 @@ def test_submit_survives_the_vendor(setup, injected, name, faults):
     if name.endswith("run out") or injected[0][0] == "malformed":
         # the command stopped with a clear message naming the vendor URL, never the key
         assert errors and proxy.url in errors[0]
-        assert all(direct._key not in e for e in errors)
+        assert all(direct.api._key not in e for e in errors)
     else:
         assert errors == []  # retried inside the same run
 
