@@ -5,7 +5,7 @@
 Baselines: (a) raw iteration with the mcap reader, no decoding: the ceiling for Python;
 (b) decoding every message with mcap-ros2-support's decoder: the naive approach.
 Then flywheel's ingest end to end (hash, decode, scenes, embeddings, Parquet commit) on 1 and
-2 workers. Prints MB/s, messages/s and the ratios. Targets (issue 2): ingest >= 5x the naive
+2 workers. Prints MB/s, messages/s and the ratios. Targets: ingest >= 5x the naive
 decoder's rate, and 2 workers >= 1.7x faster than 1.
 """
 

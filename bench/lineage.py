@@ -13,7 +13,7 @@ Flywheel: `flywheel.lineage` (DuckDB over the lake's views, a fresh `Lineage` pe
 the command makes). The baseline: the same answers in pandas, reading the same tables from the
 lake with `Lake.read` and merging the edge list (what a notebook user writes), and, for
 reference, the merge alone on tables already in memory. Answers are compared before timing.
-Prints the median seconds of each and the ratio. Target (issue 14): each Flywheel question
+Prints the median seconds of each and the ratio. Target: each Flywheel question
 under 1 s at 1M scenes.
 """
 

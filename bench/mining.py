@@ -16,7 +16,7 @@ Measured for the default index (`kind="auto"`): build time, single-query p50/p99
 API (`Miner.similar(vector, k=10)`) and on the FAISS index alone, batched QPS (FAISS directly:
 the API takes one query), recall@10 against exact search; filtered `similar(..., where=...)`
 at ~1%, 10%, 50% selectivity, independent of and correlated with the embedding, with recall@10
-against exact filtered ground truth; numpy brute force as the baseline. Targets (issue 3):
+against exact filtered ground truth; numpy brute force as the baseline. Targets:
 recall@10 >= 0.95 with p50 <= 2 ms unfiltered, >= 100x numpy brute force, filtered
 recall@10 >= 0.99 at every selectivity.
 """
@@ -478,7 +478,7 @@ def main() -> None:
         )
     out.print(ftable)
 
-    targets = Table(title=f"targets (issue 3), n={args.n:,}")
+    targets = Table(title=f"targets, n={args.n:,}")
     for column in ("target", "reached", "met"):
         targets.add_column(column, justify="left" if column == "target" else "right")
     targets.add_row(

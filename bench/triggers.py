@@ -9,7 +9,7 @@ an ASOF join to the ego samples) and evaluate the ten triggers on it, timed toge
 baseline: the same frame, each trigger's condition checked sample by sample in a Python loop
 over the rows (what one writes without a run-length engine), on `--naive-hours` of the
 frame and scaled by samples. Prints both times, real-time factors, the ratio and peak memory.
-Targets (issue 16): the ten triggers over 100 hours in under 10 s frame included (36,000x
+Targets: the ten triggers over 100 hours in under 10 s frame included (36,000x
 real time), and at least 20x the naive loop.
 """
 

@@ -1,6 +1,6 @@
 """The `flywheel` command: each subcommand is the Python API with a shell around it.
 
-Exit codes (CONTRACT §4): 0 success, 1 some input rejected (the rest processed) or an
+Exit codes (docs/contract.md §4): 0 success, 1 some input rejected (the rest processed) or an
 expected failure, 2 usage error. Stage packages are imported only when their command runs.
 
 Each command group has its module (ingest, mine, trigger, label, metrics, lineage, demo); this

@@ -1,5 +1,5 @@
-"""`flywheel source`, `flywheel dataset`, `flywheel lineage` (CONTRACT §7): where data came from,
-the fixed sets of it that models train on, and which models used what."""
+"""`flywheel source`, `flywheel dataset`, `flywheel lineage` (docs/contract.md §7): where data
+came from, the fixed sets of it that models train on, and which models used what."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ The hierarchy::
         └── TransientError   worth retrying (timeouts, 429, 5xx); retry loops catch only these
 
 Every exception keeps its data as attributes and survives pickling, because Dask moves
-exceptions between processes. `exit_code` is what the command line exits with (CONTRACT §4:
+exceptions between processes. `exit_code` is what the command line exits with (docs/contract.md §4:
 1 for a failure, 2 for a usage error). The message, and every text attribute, passes through
 `flywheel.redact.redact` when the exception is made, so no credential reaches ``str``,
 ``repr``, a log or a pickle, whatever a vendor echoed into it.

@@ -1,4 +1,4 @@
-"""The `events` log: every stage records each entity's transitions here (CONTRACT §2).
+"""The `events` log: every stage records each entity's transitions here (docs/contract.md §2).
 
 Append-only: each call writes a new file. A caller that may repeat the same work after a
 crash passes a deterministic `name`, so the rerun replaces its own earlier file instead of

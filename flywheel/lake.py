@@ -1,4 +1,4 @@
-"""The lake: a folder of Parquet tables that every stage reads and writes (CONTRACT §2).
+"""The lake: a folder of Parquet tables that every stage reads and writes (docs/contract.md §2).
 
 Each table is a folder of Parquet files. A file appears under its final name only when it is
 complete: it is written to a hidden temporary name, flushed to disk, then renamed, so a crash
@@ -600,15 +600,16 @@ class Lake:
 
     # -- reading ----------------------------------------------------------------------------
     def glob(self, table: str) -> str:
-        """The contract's glob of `table` (CONTRACT §2), for other tools; the lake's own path is
-        escaped, so it matches this lake's files only. Flywheel itself lists files instead."""
+        """The contract's glob of `table` (docs/contract.md §2), for other tools; the lake's own
+        path is escaped, so it matches this lake's files only. Flywheel itself lists files
+        instead."""
         root = glob_escape(self.uri if not self.local else str(self.root))
         return f"{root}/{table}/**/*{SUFFIX}"
 
     def connect(
         self, database: str = ":memory:", snapshot: Snapshot | None = None
     ) -> LakeConnection:
-        """A DuckDB connection with one view per table of CONTRACT §2 (and the stages' own
+        """A DuckDB connection with one view per table of docs/contract.md §2 (and the stages' own
         known tables that hold files). Every method of a DuckDB connection works on it.
 
         The views read the files of one `Snapshot` (default: listed now), named one by one,

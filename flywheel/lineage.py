@@ -1,4 +1,4 @@
-"""Lineage: which data trained which model, asked either way (CONTRACT §7).
+"""Lineage: which data trained which model, asked either way (docs/contract.md §7).
 
 Every answer is one DuckDB query over one relation, `edges`: a row per (model, scene) a model
 was trained on, with the dataset version and batch that brought the scene in, its log, the
@@ -84,7 +84,8 @@ def parse_ref(ref: str) -> tuple[str, int]:
 
 
 class Lineage:
-    """Each method returns a pandas DataFrame; `describe_*` the dicts of CONTRACT §7's JSON."""
+    """Each method returns a pandas DataFrame; `describe_*` the dicts of the JSON of
+    docs/contract.md §7."""
 
     def __init__(self, lake: Lake) -> None:
         self.lake = lake
@@ -204,7 +205,7 @@ class Lineage:
         )
 
     def source_models(self, source: str) -> pd.DataFrame:
-        """model, deployed: the models trained on `source` (CONTRACT §7's `models`)."""
+        """model, deployed: the models trained on `source` (docs/contract.md §7's `models`)."""
         return self.source(source)[["model", "deployed"]]
 
     def dataset(self, ref: str) -> pd.DataFrame:
@@ -252,7 +253,7 @@ class Lineage:
             {"on": on, "days": int(within_days)},
         )
 
-    # -- the JSON of CONTRACT §7 --------------------------------------------------------------
+    # -- the JSON of docs/contract.md §7 -----------------------------------------------------------
     def describe_model(self, model: str) -> dict[str, Any]:
         with self._session() as con:
             logs = self.model(model)  # a scene is of one log: its rows add up to the model's

@@ -1,4 +1,5 @@
-"""Purge: delete every row that came from some logs, from every table, crash-safe (CONTRACT §7).
+"""Purge: delete every row that came from some logs, from every table, crash-safe
+(docs/contract.md §7).
 
 Which rows came from a log is read off the schemas, not listed per table: a row of a per-log
 table or of `logs` is the log's (its files are named by the log id and go whole); in every other

@@ -1,7 +1,7 @@
 """Text nobody vetted, run safely: the one read-only runner for every query a person types.
 
 `mine sql`, `m.sql`, `where` (in similar and rare) and trigger expressions all go through this
-module (CONTRACT §5, §11). Two locks, either enough on its own for what it stops:
+module (docs/contract.md §5, §11). Two locks, either enough on its own for what it stops:
 
 1. The text is parsed by DuckDB and checked before anything runs (`check_sql`,
    `check_expression`): one statement of a type that only reads (SELECT, with DESCRIBE, SHOW

@@ -1,4 +1,4 @@
-"""The lake's tables: one Arrow schema per table, declared once (CONTRACT §2).
+"""The lake's tables: one Arrow schema per table, declared once (docs/contract.md §2).
 
 Every table of the lake, the stages' own included (labeling's `batches`, `tasks`, `labels`),
 has its full schema here, and every writer and reader uses it: `Lake.write` passes each
@@ -56,7 +56,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("bytes", _I),
             ("message_count", _I),
             # what the file's own index, statistics or metadata list (null when nothing says),
-            # and whether every one of them landed (CONTRACT §11)
+            # and whether every one of them landed (docs/contract.md §11)
             ("expected_messages", _I),
             ("complete", pa.bool_()),
             ("start_ns", _I),
@@ -375,7 +375,7 @@ LATE_COLUMNS = {
 UNASSIGNED = "unassigned"
 READ_DEFAULTS = {"logs": {"source": UNASSIGNED}}
 
-# The columns a writer must give (CONTRACT §2); every other declared column is optional and
+# The columns a writer must give (docs/contract.md §2); every other declared column is optional and
 # `conform` fills it with nulls when a writer leaves it out.
 REQUIRED: dict[str, tuple[str, ...]] = {
     "logs": ("log_id", "source_uri", "bytes", "message_count", "start_ns", "end_ns", "ingested_at"),

@@ -1,4 +1,4 @@
-"""Sources: where logs come from and on what terms (CONTRACT §7).
+"""Sources: where logs come from and on what terms (docs/contract.md §7).
 
 A source is a row of `sources`, one file per source (`sources/<name>.parquet`): its license
 text, the last day it holds (`until`, UTC; none = open-ended), the uses it allows (`train`,
@@ -241,7 +241,7 @@ def revoke(
 ) -> dict[str, Any]:
     """Mark `name` revoked (now, by `by`; revoking again keeps the first time) and, with
     `purge`, delete every row derived from its logs (flywheel.purge; a rerun finishes a purge
-    a crash cut short). What `source revoke --format json` prints (CONTRACT §7)."""
+    a crash cut short). What `source revoke --format json` prints (docs/contract.md §7)."""
     from flywheel.lineage import Lineage
 
     lake = resolve(lake)

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 KINDS = ("ego", "gnss", "imu", "objects", "camera", "ignore")
 
-# CONTRACT §3: topics are recognised by (normalised) message type.
+# docs/contract.md §3: topics are recognised by (normalised) message type.
 DEFAULT_KINDS: dict[str, str] = {
     "nav_msgs/msg/Odometry": "ego",
     "geometry_msgs/msg/PoseStamped": "ego",

@@ -75,7 +75,7 @@ class IngestSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 when everything ingested, 1 when some input was rejected (CONTRACT §4)."""
+        """0 when everything ingested, 1 when some input was rejected (docs/contract.md §4)."""
         return 1 if any(r.rejected for r in self.results) else 0
 
     def count(self, status: str) -> int:
@@ -436,7 +436,7 @@ ADDED = ("ingested", "replaced", "salvaged")  # statuses whose log is published 
 
 
 def _run_triggers(lake: Lake, log_ids: list[str]) -> dict[str, int]:
-    """Every defined trigger on the logs just added (CONTRACT §9): `trigger run` then finds
+    """Every defined trigger on the logs just added (docs/contract.md §9): `trigger run` then finds
     nothing to do for them. The runs publish like ingest: a crash leaves them to the rerun."""
     from ingest import triggers
 

@@ -1,4 +1,4 @@
-"""Labeling: batches of mined scenes to annotation vendors, labels back (issue 4).
+"""Labeling: batches of mined scenes to annotation vendors, labels back.
 
 >>> import labeling
 >>> vendor = labeling.SimulatedVendor.for_lake("lake")            # doctest: +SKIP

@@ -1,4 +1,4 @@
-"""Dataset versions: immutable, content-addressed sets of labeled scenes (CONTRACT §7).
+"""Dataset versions: immutable, content-addressed sets of labeled scenes (docs/contract.md §7).
 
 `create` gathers scenes (of label batches, or of a saved selection, narrowed by a `where` over
 `scenes`), gives each the latest accepted label the lake holds for it (one that no

@@ -1,4 +1,4 @@
-"""Metrics: the end-to-end cycle-time report across every stage (CONTRACT §2 "The cycle").
+"""Metrics: the end-to-end cycle-time report across every stage (docs/contract.md §2 "The cycle").
 
 >>> import metrics
 >>> report = metrics.build("lake")                      # doctest: +SKIP

@@ -1,4 +1,5 @@
-"""Stitching: one row per scene with the time it reached each stage of the cycle (CONTRACT §2).
+"""Stitching: one row per scene with the time it reached each stage of the cycle
+(docs/contract.md §2).
 
 Where each time comes from:
 
@@ -9,9 +10,9 @@ Where each time comes from:
   scene was submitted in (the ``batch_id`` of its ``submitted`` events), or whose
   ``attrs.datasets`` holds a dataset version with the scene.
 - ``evaluated``, ``deployed``: the first evaluation and deployment of any model trained on the
-  scene. That is CONTRACT §2's "that model" when the first model trained on a scene ships; when
-  it does not (a failed evaluation) and a later model with the scene does, the scene's data
-  still reached production, and the later model's deployment is the one that counts.
+  scene. That is the "that model" of docs/contract.md §2 when the first model trained on a scene
+  ships; when it does not (a failed evaluation) and a later model with the scene does, the
+  scene's data still reached production, and the later model's deployment is the one that counts.
 
 A stage's latency is its time minus the time of the nearest earlier stage the scene reached
 (a scene submitted from a list that was never saved as a selection has no ``mined`` time; its

@@ -62,9 +62,9 @@ def render(report: Report) -> str:
         _scorecard(report),
         _lineage(report),
         _licenses(report),
-        '<p class="muted">Stage times per CONTRACT §2; a stage\'s latency is its time minus the '
-        "nearest earlier stage the scene reached; percentiles interpolate linearly. Made by "
-        "<code>flywheel report</code>.</p>",
+        '<p class="muted">Stage times per docs/contract.md §2; a stage\'s latency is its time '
+        "minus the nearest earlier stage the scene reached; percentiles interpolate linearly. "
+        "Made by <code>flywheel report</code>.</p>",
         "</main></body></html>",
     ]
     return "\n".join(parts)

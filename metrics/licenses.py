@@ -1,4 +1,5 @@
-"""Licenses: each source's terms, what depends on it, and the alerts worth acting on (CONTRACT §7).
+"""Licenses: each source's terms, what depends on it, and the alerts worth acting on
+(docs/contract.md §7).
 
 One row per source: its license, end date, days left, status, and how many logs and scenes of
 the lake and which models (trained on its data, by flywheel.lineage) depend on it.

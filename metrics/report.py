@@ -381,7 +381,7 @@ def _histograms(con: duckdb.DuckDBPyConnection, since: float | None) -> dict[str
 
 
 def contract_json(report: Report) -> dict[str, Any]:
-    """The JSON form (CONTRACT §4): the contract's keys first, then everything else."""
+    """The JSON form (docs/contract.md §4): the contract's keys first, then everything else."""
     data = report.as_dict()
     head = {
         "stages": data.pop("stages"),

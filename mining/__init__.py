@@ -1,4 +1,4 @@
-"""Mining: scene search over the lake (SQL with DuckDB, similarity with FAISS). Issue 3.
+"""Mining: scene search over the lake (SQL with DuckDB, similarity with FAISS).
 
 >>> import mining
 >>> m = mining.open("lake")                                     # doctest: +SKIP

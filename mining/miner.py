@@ -1,4 +1,4 @@
-"""`Miner`: the notebook API of CONTRACT §5, one object per lake.
+"""`Miner`: the notebook API of docs/contract.md §5, one object per lake.
 
 >>> import mining
 >>> m = mining.open("/tmp/flywheel-doctest-empty-lake")
@@ -119,7 +119,7 @@ class Miner:
         self._limits = value
 
     def sql(self, query: str) -> pd.DataFrame:
-        """Run DuckDB SQL over the lake; every table of CONTRACT §2 is a view of that name.
+        """Run DuckDB SQL over the lake; every table of docs/contract.md §2 is a view of that name.
 
         Read-only and bounded (`flywheel.query`): one SELECT (or DESCRIBE, SUMMARIZE, SHOW,
         EXPLAIN of one) over the lake's tables; anything else is a QueryError.

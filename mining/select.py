@@ -1,6 +1,6 @@
 """Choosing and keeping scenes: a spread-out subset (`diverse`) and saved selections (`save`).
 
-A selection is one Parquet file `selections/<name>.parquet` (columns of CONTRACT §2). Saving
+A selection is one Parquet file `selections/<name>.parquet` (columns of docs/contract.md §2). Saving
 records a `mined` event per scene in `events/mined-<name>.parquet`; the file name follows the
 selection name, so replacing a selection replaces its events instead of adding duplicates.
 """

@@ -1,4 +1,4 @@
-"""The vendor interface: what every labeling vendor adapter implements (issue 4, CONTRACT §6).
+"""The vendor interface: what every labeling vendor adapter implements (docs/contract.md §6).
 
 Small on purpose, so adding Scale, Labelbox or CVAT is one module. It follows the shape of
 Label Studio's REST API, the first real adapter:

@@ -1,4 +1,4 @@
-"""`label-studio`: the Label Studio adapter, over its REST API with `requests` (issue 4).
+"""`label-studio`: the Label Studio adapter, over its REST API with `requests`.
 
 Measured facts it relies on (label-studio 1.23.2, see the team's notes and docs/labeling.md):
 

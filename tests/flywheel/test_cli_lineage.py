@@ -1,5 +1,5 @@
 """`flywheel source|dataset|lineage`, `ingest --source`, `track trained --dataset` and the
-report's license alert, through the command line, with CONTRACT §7's JSON and exit codes."""
+report's license alert, through the command line, with docs/contract.md §7's JSON and exit codes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`flywheel track` and `flywheel report` through the command line (CONTRACT §4)."""
+"""`flywheel track` and `flywheel report` through the command line (docs/contract.md §4)."""
 
 from __future__ import annotations
 

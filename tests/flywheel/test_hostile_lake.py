@@ -1,5 +1,5 @@
-"""A lake is a boundary (CONTRACT §11): folder names Flywheel did not write never become SQL,
-a lake's path is never a glob, and `ingest --force` never makes a reader fail."""
+"""A lake is a boundary (docs/contract.md §11): folder names Flywheel did not write never become
+SQL, a lake's path is never a glob, and `ingest --force` never makes a reader fail."""
 
 from __future__ import annotations
 

@@ -255,7 +255,7 @@ def test_a_lease_whose_holder_stopped_renewing_is_taken_over(s3, capsys):
 
 def test_hostile_prefixes_in_a_bucket_are_never_read_nor_run(s3, drives, local):
     """A stranger with write access to the bucket adds prefixes named to break out of a view's
-    quoted name; readers ignore them (CONTRACT §11) and nothing runs."""
+    quoted name; readers ignore them (docs/contract.md §11) and nothing runs."""
     import fsspec
 
     import mining

@@ -3,7 +3,7 @@
 The lake here is built the way users build theirs: real ingest of generated logs (and a file
 that is no log, quarantined), a saved selection, a batch through the simulated vendor, a
 trigger run, then the history simulator of the demo. Other tools must then read it with a
-plain glob (CONTRACT §2), without DuckDB's union_by_name.
+plain glob (docs/contract.md §2), without DuckDB's union_by_name.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Triggers end to end on generated drives with planted events: the CLI of CONTRACT §9, the
+"""Triggers end to end on generated drives with planted events: the CLI of docs/contract.md §9, the
 notebook's m.trigger, mine trigger --save, and ingest running the triggers on logs it adds."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every query a person types is read-only and bounded (CONTRACT §11): `mine sql`, `m.sql`,
+"""Every query a person types is read-only and bounded (docs/contract.md §11): `mine sql`, `m.sql`,
 `where` and trigger expressions refuse writes, file and network access and setting changes,
 and a runaway query stops at its limit with a clear error, the lake untouched."""
 
