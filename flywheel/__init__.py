@@ -3,7 +3,7 @@ sources and lineage, errors.
 
 Stage packages (`ingest`, `mining`, `labeling`, `metrics`) build on it; it knows none of them.
 
->>> lin = lineage("/tmp/flywheel-doctest-lake")   # which data trained which model
+>>> lin = lineage(lake)   # which data trained which model
 >>> list(lin.models().columns)[:2]
 ['model', 'trained_at']
 """

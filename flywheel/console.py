@@ -10,7 +10,9 @@ from the text, never written into it:
 
 >>> line("saved ", ("[bold]x[/]\\nok", "bold"), " as a selection")
 saved [bold]x[/]\\nok as a selection
->>> error("GET https://ann:hunter2@ls.example/api answered 500")  # doctest: +SKIP
+>>> import contextlib
+>>> with contextlib.redirect_stderr(sys.stdout):  # errors go to stderr; shown here
+...     error("GET https://ann:hunter2@ls.example/api answered 500")
 error: GET https://***@ls.example/api answered 500
 
 Code that prints goes through `line`, `warn`, `error`, `table`, `frame`, `print_json` or
@@ -109,7 +111,13 @@ class LogHandler(logging.Handler):
     """A logging handler that prints each record through `warn`: log lines are escaped and
     redacted like everything else (a request path or a vendor's error text is data too).
 
-    >>> logging.getLogger("flywheel.example").addHandler(LogHandler())  # doctest: +SKIP
+    >>> import contextlib
+    >>> log = logging.getLogger("flywheel.example")
+    >>> log.addHandler(LogHandler())
+    >>> with contextlib.redirect_stderr(sys.stdout):  # warnings go to stderr; shown here
+    ...     log.warning("GET https://ann:hunter2@ls.example/[bold] failed")
+    GET https://***@ls.example/[bold] failed
+    >>> log.handlers.clear()
     """
 
     def emit(self, record: logging.LogRecord) -> None:

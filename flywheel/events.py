@@ -6,7 +6,7 @@ adding a duplicate.
 
 >>> from flywheel.lake import Lake
 >>> import datetime as dt
->>> record(Lake("/tmp/flywheel-doctest-lake"), ["log-1"], "ingested",
+>>> record(Lake(lake), ["log-1"], "ingested",
 ...        at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), name="doctest").name
 'doctest.parquet'
 """

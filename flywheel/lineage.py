@@ -11,7 +11,7 @@ log's source and the vendor that labeled it. A model's scenes come from
 Both kinds of record outlive a purge (flywheel.purge keeps them), so a model still names the
 logs and sources it used after their rows are gone.
 
->>> lin = lineage("/tmp/flywheel-doctest-lake")
+>>> lin = lineage(lake)
 >>> list(lin.expiring(30).columns)[:3]
 ['source', 'until', 'days_left']
 """

@@ -89,8 +89,10 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     as it was. The new file keeps the old file's permissions, or gets the usual ones (0666
     less the umask) when there was none.
 
-    >>> with atomic_output(target) as temp:           # doctest: +SKIP
-    ...     table.to_parquet(temp)
+    >>> with atomic_output(tmp / "notes.txt") as temp:
+    ...     _ = temp.write_text("written whole or not at all")
+    >>> (tmp / "notes.txt").read_text()
+    'written whole or not at all'
     """
     target = check_output(path)
     temp = _create_temp(target)

@@ -332,9 +332,9 @@ def connect(
     """A locked connection (see `lock`) with the lake's views over one snapshot of its files.
 
     >>> from flywheel.lake import Lake
-    >>> con = connect(Lake("/tmp/flywheel-doctest-lake"), Limits(memory="256MB"))
+    >>> con = connect(Lake(lake), Limits(memory="256MB"))
     >>> run(con, "SELECT count(*) AS n FROM scenes", lambda c: c.fetchall(), Limits())
-    [(0,)]
+    [(6,)]
     """
     snapshot = snapshot or lake.snapshot()
     con = lake.connect(snapshot=snapshot)
@@ -449,8 +449,8 @@ def sql(lake: Lake, text: str, limits: Limits | None = None) -> pd.DataFrame:
     Once more on a fresh snapshot when a file it listed was replaced meanwhile.
 
     >>> from flywheel.lake import Lake
-    >>> sql(Lake("/tmp/flywheel-doctest-lake"), "SELECT count(*) AS n FROM logs")["n"].tolist()
-    [0]
+    >>> sql(Lake(lake), "SELECT count(*) AS n FROM logs")["n"].tolist()
+    [2]
     """
     text = check_sql(text)
     limits = limits or Limits.from_config()

@@ -1,7 +1,7 @@
 """A summary of what the lake holds, for `flywheel status` and the demo.
 
->>> lake_summary("/tmp/flywheel-doctest-lake")["tables"]["scenes"]
-0
+>>> lake_summary(lake)["tables"]["scenes"]
+6
 """
 
 from __future__ import annotations

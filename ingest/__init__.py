@@ -1,7 +1,7 @@
 """Ingest: drive logs (MCAP, ROS 1 bags, ROS 2 bags) into the lake's Parquet tables.
 
 >>> from ingest import ingest
->>> ingest(["drives/"], lake="lake", workers=2).exit_code     # doctest: +SKIP
+>>> ingest([drives], lake=empty_lake, workers=2).exit_code
 0
 """
 

@@ -8,7 +8,7 @@ logs it adds. Each run writes its hits (`trigger_hits`, one file per run) and th
 whose run is recorded, so a crash between the two leaves nothing partial visible, and the
 rerun evaluates those logs again under a new run id.
 
->>> define(lake, "hard_brake", when="accel < -4", for_s=0.5).version   # doctest: +SKIP
+>>> define(lake, "hard_brake", when="accel < -4", for_s=0.5).version
 1
 """
 

@@ -1,11 +1,17 @@
 """Labeling: batches of mined scenes to annotation vendors, labels back.
 
 >>> import labeling
->>> vendor = labeling.SimulatedVendor.for_lake("lake")            # doctest: +SKIP
->>> labeling.submit("lake", "demo", vendor, batch_size=50)        # doctest: +SKIP
->>> labeling.sync("lake", vendor)                                 # doctest: +SKIP
->>> labeling.sync_all("lake")     # every vendor with batches     # doctest: +SKIP
->>> labeling.status("lake")                                       # doctest: +SKIP
+>>> import datetime as dt
+>>> vendor = labeling.SimulatedVendor.for_lake(lake)
+>>> labeling.submit(lake, "brakes", vendor, batch_size=2).skipped  # 3 were sent before
+3
+>>> vendor.advance(dt.timedelta(days=3))
+>>> labeling.sync(lake, vendor).labeled
+3
+>>> [s.vendor for s in labeling.sync_all(lake)]  # every vendor with batches
+['simulated']
+>>> labeling.status(lake)[["state", "tasks", "labeled"]].sum(numeric_only=True).tolist()
+[6, 6]
 """
 
 from labeling._retry import Retry

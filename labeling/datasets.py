@@ -13,8 +13,8 @@ A version may hold only scenes whose source allows `train`, has not ended and is
 `allow_expired` lets ended licenses through and records who allowed it; nothing lets a revoked
 or non-`train` source through.
 
->>> create("lake", "pedestrians", selection="peds")        # doctest: +SKIP
-DatasetVersion(dataset='pedestrians', version=1, ...)
+>>> create(lake, "pedestrians", selection="first")  # doctest: +ELLIPSIS
+DatasetVersion(dataset='pedestrians', version=1, digest='...', scenes=3, created=True, ...)
 """
 
 from __future__ import annotations

@@ -14,8 +14,11 @@ submits only the tasks the vendor does not have. A transient failure in the midd
 submit is reconciled the same way before the retry, since the vendor may have accepted
 the tasks before the connection dropped.
 
->>> vendor = SimulatedVendor.for_lake(lake.root)  # doctest: +SKIP
->>> submit(lake, "hard-brakes", vendor, batch_size=50)  # doctest: +SKIP
+>>> from labeling.vendors.simulated import SimulatedVendor
+>>> vendor = SimulatedVendor.for_lake(lake)
+>>> summary = submit(lake, "brakes", vendor, batch_size=2)
+>>> summary.scenes, summary.skipped, [b.tasks for b in summary.batches]
+(6, 3, [2, 1])
 """
 
 from __future__ import annotations
@@ -105,7 +108,8 @@ def submit(
     more than `max_cost`, and VendorError naming the vendor when retries run out (the batch
     stays ``submitting``; rerun `submit` or `resume` to finish it).
 
-    >>> submit("lake", "demo", SimulatedVendor.for_lake("lake"), max_cost=10)  # doctest: +SKIP
+    >>> submit(lake, "brakes", vendor, max_cost=10).cost_submitted  # vendor: the simulated one
+    0.24
     """
     import mining
 
@@ -163,7 +167,9 @@ def approve(
     """Approve a batch waiting as pending_approval, and submit it to `vendor` (by default the
     vendor it was planned for, see `vendor_of`).
 
-    >>> approve("lake", "demo-1a2b3c4d")  # doctest: +SKIP
+    >>> (waiting,) = submit(lake, "brakes", vendor, approval_threshold=0.1).pending_approval
+    >>> [b.state for b in approve(lake, waiting, vendor).batches]
+    ['submitted']
     """
     if vendor is None:
         vendor = vendor_of(lake, batch_id, settings)

@@ -1,10 +1,14 @@
 """Metrics: the end-to-end cycle-time report across every stage (docs/contract.md §2 "The cycle").
 
 >>> import metrics
->>> report = metrics.build("lake")                      # doctest: +SKIP
->>> metrics.write_html(report, "report.html")           # doctest: +SKIP
->>> metrics.write_report("lake", report)   # <lake>/_reports/report.html  # doctest: +SKIP
->>> metrics.track("lake", "trained", "det-v7", batches=["demo-1"])  # doctest: +SKIP
+>>> _ = metrics.track(lake, "trained", "det-v7", batches=[batch])
+>>> report = metrics.build(lake)
+>>> report.scenes, report.wip["trained"]
+(6, 3)
+>>> metrics.write_html(report, "report.html")  # doctest: +ELLIPSIS
+PosixPath('report.html')
+>>> metrics.write_report(lake, report).name  # <lake>/_reports/report.html
+'report.html'
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@
 `since` keeps stage transitions, completed cycles and throughput at or after that time; work
 in progress and alerts are always as of `now`. Weeks start on Monday, 00:00 UTC.
 
->>> build("lake").bottleneck  # doctest: +SKIP
-'labeled'
+>>> build(lake).scenes
+6
 """
 
 from __future__ import annotations

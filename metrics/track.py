@@ -5,7 +5,8 @@ Each is an event of a model id in `events`: ``trained`` names the label batches 
 of the same model again replaces the earlier record (a correction or a backfill), so it counts
 once.
 
->>> track("lake", "trained", "detector-v7", batches=["sel-a-1"], at=None)  # doctest: +SKIP
+>>> track(lake, "trained", "detector-v7", batches=[batch]).name  # doctest: +ELLIPSIS
+'track-trained-detector-v7-....parquet'
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """Mining: scene search over the lake (SQL with DuckDB, similarity with FAISS).
 
 >>> import mining
->>> m = mining.open("lake")                                     # doctest: +SKIP
->>> m.similar("SCENE_ID", k=50, where="n_pedestrians > 0")      # doctest: +SKIP
->>> m.save("peds", m.rare(k=100))                               # doctest: +SKIP
+>>> m = mining.open(lake)
+>>> len(m.similar(scene, k=3, where="max_speed > 0"))
+3
+>>> m.save("unusual", m.rare(k=2)).name
+'unusual.parquet'
 """
 
 from mining.build import FLAT_MAX, KINDS, SHARD_SIZE, build_index, choose_kind, publish_index

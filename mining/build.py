@@ -83,7 +83,7 @@ def build_index(
     """Build (or bring up to date) the lake's index, publish it atomically, and load it
     (taking the shards it still holds from `reuse`, see `load_index`).
 
-    >>> build_index("lake", kind="auto").kind      # doctest: +SKIP
+    >>> build_index(lake, kind="auto").kind
     'flat'
     """
     target = resolve(lake)

@@ -5,7 +5,9 @@ a row number means the same scene to the index, the `where` filter and the resul
 snapshot is reloaded when a `scenes` or `logs` file appears, disappears or changes, so scenes
 ingested while a notebook is open are seen by the next call.
 
->>> Catalog.load(Lake("/tmp/flywheel-doctest-empty-lake")).count
+>>> Catalog.load(Lake(lake)).count
+6
+>>> Catalog.load(Lake(empty_lake)).count
 0
 """
 

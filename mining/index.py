@@ -174,7 +174,7 @@ def load_index(
     it instead of read again: shard files never change once written, so after a build that
     added one shard, a notebook reads one shard.
 
-    >>> load_index("/tmp/flywheel-doctest-empty-lake") is None
+    >>> load_index(empty_lake) is None
     True
     """
     target = resolve(lake)

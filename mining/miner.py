@@ -1,9 +1,9 @@
 """`Miner`: the notebook API of docs/contract.md §5, one object per lake.
 
 >>> import mining
->>> m = mining.open("/tmp/flywheel-doctest-empty-lake")
+>>> m = mining.open(lake)
 >>> m.sql("SELECT count(*) AS n FROM scenes")["n"].tolist()
-[0]
+[6]
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ HIDDEN = ("embedding", "embedding_version")
 def open(lake: str | os.PathLike | Lake | None = None) -> Miner:
     """A miner over `lake` (default: $FLYWHEEL_LAKE, flywheel.toml, else ./lake).
 
-    >>> m = open("lake")        # doctest: +SKIP
+    >>> open(lake).lake.root.name
+    'lake'
     """
     return Miner(resolve(lake))
 
@@ -124,7 +125,9 @@ class Miner:
         Read-only and bounded (`flywheel.query`): one SELECT (or DESCRIBE, SUMMARIZE, SHOW,
         EXPLAIN of one) over the lake's tables; anything else is a QueryError.
 
-        >>> m.sql("SELECT scene_id FROM scenes WHERE min_accel < -4")   # doctest: +SKIP
+        >>> m = open(lake)
+        >>> m.sql("SELECT count(*) AS n FROM scenes WHERE max_speed > 0")["n"].tolist()
+        [6]
         """
         frame = _query.sql(self.lake, query, self.limits)
         frame.attrs["query"] = f"sql({query!r})"
@@ -232,7 +235,10 @@ class Miner:
         expression over scenes columns, is applied inside the search: k matching scenes come
         back whenever k exist.
 
-        >>> m.similar("a1b2-00003", k=20, where="n_pedestrians > 0")   # doctest: +SKIP
+        >>> m = open(lake)
+        >>> found = m.similar(scene, k=3, where="max_speed > 0")
+        >>> len(found), scene in set(found["scene_id"]), list(found.columns[:2])
+        (3, False, ['scene_id', 'score'])
         """
         k = _positive(k, "k")
         catalog = self.catalog()
@@ -277,7 +283,9 @@ class Miner:
         manoeuvre) must reach beyond its few look-alikes for `neighbors` neighbours and scores
         high. `neighbors` should exceed how many copies of a "rare" event you expect.
 
-        >>> m.rare(k=20)          # doctest: +SKIP
+        >>> rare = open(lake).rare(k=3)
+        >>> len(rare), rare["score"].is_monotonic_decreasing
+        (3, True)
         """
         k = _positive(k, "k")
         neighbors = _positive(neighbors, "neighbors")
@@ -341,7 +349,9 @@ class Miner:
         weight x distance to the nearest scene already picked. `score` in the result is that
         distance at the time of the pick (how much new ground the scene covers).
 
-        >>> m.diverse(m.rare(k=1000), n=100, weight="score")   # doctest: +SKIP
+        >>> m = open(lake)
+        >>> len(m.diverse(m.rare(k=4), n=2, weight="score"))
+        2
         """
         n = _positive(n, "n")
         catalog = self.catalog()
@@ -400,8 +410,10 @@ class Miner:
         columns`); `for_` the seconds it must hold; `gap` bridges short false runs; `then`
         and `within`: a second condition that must follow within that many seconds.
 
-        >>> m.trigger(when="accel < -4 AND nearest_in_path_pedestrian_m < 15", for_=0.5)  # doctest: +SKIP
-        """  # noqa: E501
+        >>> hits = open(lake).trigger(when="accel < -2", for_=0.5)
+        >>> sorted(hits["log_id"]) == sorted(open(lake).sql("SELECT log_id FROM logs")["log_id"])
+        True
+        """
         found = _triggers.evaluate(self.lake, when, for_, gap, then, within)
         found.attrs["query"] = f"trigger(when={when!r}, for_={for_:g})"
         return found
@@ -430,7 +442,9 @@ class Miner:
 
         Saving an existing name raises InputError unless `replace=True`.
 
-        >>> m.save("hard-brakes", m.similar("a1b2-00003", k=50))   # doctest: +SKIP
+        >>> m = open(lake)
+        >>> m.save("look-alikes", m.similar(scene, k=3)).name
+        'look-alikes.parquet'
         """
         _select.check_name(name)
         if isinstance(df, pd.DataFrame):

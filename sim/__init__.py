@@ -5,8 +5,10 @@ recorded (`generate`) and past weeks a running loop would have left in a lake
 (`simulate_history`); no stage imports it.
 
 >>> from sim import generate, simulate_history
->>> generate("drives", logs=2, seconds=60, seed=1)            # doctest: +SKIP
->>> simulate_history("lake", weeks=8, scenes_per_week=60)     # doctest: +SKIP
+>>> [path.name for path in generate("drives", logs=2, seconds=10, seed=1)]
+['drive_0000.mcap', 'drive_0001.mcap']
+>>> simulate_history(empty_lake, weeks=2, scenes_per_week=10).scenes
+20
 """
 
 from sim.generate import generate

@@ -1097,7 +1097,7 @@ def generate(
     and the mcap writers default to), "lz4" or "none". `day` puts every log on that UTC day
     (default: a day of 2026 drawn per log); only the timestamps change.
 
-    >>> generate("drives", logs=2, seconds=60, seed=1)  # doctest: +SKIP
+    >>> generate("drives", logs=2, seconds=10, seed=1)
     [PosixPath('drives/drive_0000.mcap'), PosixPath('drives/drive_0001.mcap')]
     """
     out = Path(out_dir)

@@ -13,7 +13,8 @@ up here.
 Latencies are lognormal around realistic medians; `slowdown` multiplies the labeling
 turnaround of the last 7 days (how the demo shows a ``slow:labeled`` alert).
 
->>> simulate_history("lake", weeks=8, scenes_per_week=60)  # doctest: +SKIP
+>>> simulate_history(empty_lake, weeks=2, scenes_per_week=10)  # doctest: +ELLIPSIS
+History(scenes=20, events=..., batches=..., models=...)
 """
 
 from __future__ import annotations

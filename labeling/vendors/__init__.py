@@ -20,7 +20,7 @@ def open_vendor(name: str, lake_root, settings) -> Vendor:
     """The vendor called `name` for a lake, configured from `settings` (a LabelingConfig).
 
     >>> from flywheel.config import LabelingConfig
-    >>> open_vendor("simulated", "/tmp/flywheel-doctest-lake", LabelingConfig()).name
+    >>> open_vendor("simulated", lake, LabelingConfig()).name
     'simulated'
     """
     import datetime as dt

@@ -327,6 +327,8 @@ class LabelStudioVendor(Vendor):
         headers, e.g. a rotated secret), never duplicated. Sends no payload (the receiver only
         needs the nudge; the sync reads the changes). Header values never appear in an error.
 
+        Not run as a doctest: it needs a running Label Studio (the labeling tests start one).
+
         >>> vendor.register_webhook("https://ci.example/hook", {"X-Key": k})  # doctest: +SKIP
         '3'
         """
