@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from click.testing import CliRunner
@@ -9,6 +10,7 @@ from click.testing import CliRunner
 import mining
 from cli import cli
 from ingest import ingest
+from labeling import SimulatedVendor
 from sim import generate
 
 
@@ -80,9 +82,7 @@ def test_submit_skip_approve_sync_status(tmp_path, monkeypatch):
     )
     assert too_dear.exit_code == 1 and "0.01" in too_dear.output
 
-    import time
-
-    time.sleep(2.5)
+    SimulatedVendor.for_lake(lake).advance(dt.timedelta(hours=1))  # its clock, seen by the CLI
     synced = run("label", "sync", "--lake", lake, "--format", "json")
     assert synced.exit_code == 0
     assert json.loads(synced.stdout)[0]["labeled"] == 5
