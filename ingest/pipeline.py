@@ -24,6 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from flywheel import events
+from flywheel.display import html_table
 from flywheel.errors import InputError
 from flywheel.lake import Lake, resolve
 from flywheel.sources import UNASSIGNED, for_ingest
@@ -97,6 +98,28 @@ class IngestSummary:
             "source": self.source,
             "warnings": list(self.warnings),
         }
+
+    def _rows(self) -> list[tuple[str, object]]:
+        d = self.as_dict()
+        keys = ("files", "ingested", "skipped", "salvaged", "quarantined", "scenes", "messages")
+        rows: list[tuple[str, object]] = [(k, d[k]) for k in keys]
+        rows += [("bytes", f"{d['bytes']:,}"), ("seconds", d["seconds"]), ("source", self.source)]
+        rows += [(f"trigger {name}", hits) for name, hits in self.triggers.items()]
+        return rows + [("warning", w) for w in self.warnings]
+
+    def __str__(self) -> str:
+        d = self.as_dict()
+        lines = [
+            f"ingested {d['ingested']} of {d['files']} files in {d['seconds']:.1f} s "
+            f"({d['skipped']} skipped, {d['salvaged']} salvaged, {d['quarantined']} quarantined)",
+            f"{d['scenes']} scenes, {d['messages']:,} messages, {d['bytes']:,} bytes; "
+            f"source {self.source}",
+        ]
+        lines += [f"rejected {r.source_uri}: {r.reason}" for r in self.results if r.rejected]
+        return "\n".join(lines + [f"warning: {w}" for w in self.warnings])
+
+    def _repr_html_(self) -> str:
+        return html_table("ingest", self._rows())
 
 
 def discover(paths: Iterable[str | os.PathLike]) -> list[Path]:

@@ -34,6 +34,7 @@ from typing import Any
 import pandas as pd
 
 from flywheel.config import LabelingConfig, load_config
+from flywheel.display import html_table
 from flywheel.errors import InputError, TransientError
 from flywheel.lake import Lake, resolve
 from flywheel.names import check_name
@@ -88,6 +89,29 @@ class SubmitSummary:
             pending_approval=self.pending_approval,
         )
         return out
+
+    def __str__(self) -> str:
+        submitted = sum(b.state == SUBMITTED for b in self.batches)
+        lines = [
+            f"{self.vendor}, selection {self.selection}: {self.scenes} scenes, "
+            f"{self.skipped} skipped (already sent or waiting)",
+            f"{len(self.batches)} batches: {submitted} submitted (cost {self.cost_submitted:g}), "
+            f"{len(self.pending_approval)} pending approval",
+        ]
+        return "\n".join(
+            lines + [f"  {b.batch_id}: {b.state}, {b.tasks} tasks" for b in self.batches]
+        )
+
+    def _repr_html_(self) -> str:
+        rows: list[tuple[str, object]] = [
+            ("vendor", self.vendor),
+            ("selection", self.selection),
+            ("scenes", self.scenes),
+            ("skipped", self.skipped),
+            ("cost submitted", self.cost_submitted),
+        ]
+        rows += [(b.batch_id, f"{b.state}, {b.tasks} tasks, cost {b.cost:g}") for b in self.batches]
+        return html_table("label submit", rows)
 
 
 def submit(

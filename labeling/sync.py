@@ -27,6 +27,7 @@ from typing import Any
 
 from flywheel import events
 from flywheel.config import LabelingConfig, load_config
+from flywheel.display import html_table
 from flywheel.lake import Lake, resolve
 from labeling import _store
 from labeling._retry import Retry
@@ -49,6 +50,17 @@ class SyncSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def __str__(self) -> str:
+        return (
+            f"synced {self.vendor}: {self.changes} changes, {self.tasks} tasks written, "
+            f"{self.labeled} newly labeled, {self.unknown} unknown\n"
+            f"batches: {', '.join(self.batches) or 'none'}"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = [(k, v) for k, v in self.as_dict().items() if k != "batches"]
+        return html_table("label sync", [*rows, ("batches", ", ".join(self.batches))])
 
 
 def sync(

@@ -31,6 +31,7 @@ from typing import Any
 import duckdb
 
 from flywheel.config import MetricsConfig, load_config
+from flywheel.display import html_table
 from flywheel.events import now as utc_now
 from flywheel.lake import Lake, resolve
 from flywheel.lineage import EDGES_SQL
@@ -75,6 +76,30 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def _rows(self) -> list[tuple[str, object]]:
+        p50 = self.cycle.get("p50_s")
+        return [
+            ("generated at", self.generated_at),
+            ("scenes", self.scenes),
+            ("cycles completed", self.cycle.get("count", 0)),
+            ("cycle p50", "-" if p50 is None else f"{p50 / 86400:.1f} days"),
+            ("bottleneck", self.bottleneck or "-"),
+            ("work in progress", ", ".join(f"{k} {v}" for k, v in self.wip.items())),
+            ("alerts", len(self.alerts)),
+        ]
+
+    def __str__(self) -> str:
+        rows = dict(self._rows())
+        return (
+            f"report at {self.generated_at}: {self.scenes} scenes, "
+            f"{rows['cycles completed']} cycles completed (p50 {rows['cycle p50']})\n"
+            f"bottleneck: {self.bottleneck_sentence or rows['bottleneck']}\n"
+            f"work in progress: {rows['work in progress'] or 'none'}; {len(self.alerts)} alerts"
+        )
+
+    def _repr_html_(self) -> str:
+        return html_table("report", self._rows())
 
 
 def build(
