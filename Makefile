@@ -54,9 +54,10 @@ $(CHROMIUM):
 		($(APT) update && $(APT) install -y --no-install-recommends chromium)
 
 # the tests start (and stop) the real services they need: Label Studio, a Dask cluster,
-# headless Chromium
+# headless Chromium; mypy checks the core and the public APIs first ([tool.mypy])
 test: lint $(LS_INSTALLED) $(CHROMIUM)
-	FLYWHEEL_REQUIRE_BROWSER=1 $(BIN)/python -m pytest
+	$(BIN)/mypy
+	FLYWHEEL_REQUIRE_BROWSER=1 $(BIN)/python -m pytest --durations=15
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/ingest.py

@@ -79,7 +79,7 @@ def setting(
     `ge`/`gt`/`le` bound numbers; `length` (min, max) bounds text; `check` is any other test
     and `allowed` then says in words what it accepts; `unit` is shown with the range.
     """
-    rule = {"ge": ge, "gt": gt, "le": le, "length": length, "check": check}
+    rule: dict[str, Any] = {"ge": ge, "gt": gt, "le": le, "length": length, "check": check}
     rule |= {"allowed": allowed, "unit": unit}
     return field(default=default, metadata={"setting": rule})
 

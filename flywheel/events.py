@@ -49,7 +49,7 @@ def record(
     at: dt.datetime | Sequence[dt.datetime] | None = None,
     attrs: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     name: str | None = None,
-) -> Path:
+) -> str | Path:
     """Append one event per entity: `stage` reached at `at` (one time for all, or one each)."""
     n = len(entity_ids)
     times = [at or now()] * n if at is None or isinstance(at, dt.datetime) else list(at)

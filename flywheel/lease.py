@@ -119,6 +119,7 @@ class Lease:
 
     def _renew(self) -> None:
         while not self._stop.wait(self.seconds / 3):
+            assert self.etag is not None  # set when the lease was taken, before this thread
             try:
                 self.etag = self._put(IfMatch=self.etag)
             except OSError:

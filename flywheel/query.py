@@ -47,7 +47,7 @@ from flywheel.sql import glob_escape, identifier, literal
 if TYPE_CHECKING:
     import pandas as pd
 
-    from flywheel.lake import Lake, Snapshot
+    from flywheel.lake import Lake, LakeConnection, Snapshot
 
 R = TypeVar("R")
 
@@ -275,9 +275,9 @@ def _reaches_outside(
         elif kind == "BASE_TABLE" or (kind == "SHOW_REF" and found.get("query") is None):
             if kind == "SHOW_REF" and found.get("show_type") == "SHOW_SPECIAL":
                 continue  # SHOW TABLES, SHOW DATABASES: the catalog's own listing
-            name = found.get("table_name")
-            parts = (found.get("catalog_name"), found.get("schema_name"), name)
-            if parts[0] or parts[1] or (name not in tables and name not in ctes):
+            table = found.get("table_name")
+            parts = (found.get("catalog_name"), found.get("schema_name"), table)
+            if parts[0] or parts[1] or (table not in tables and table not in ctes):
                 return "table", ".".join(p for p in parts if p)
     return None
 
@@ -307,7 +307,9 @@ def _first_line(exc: Exception) -> str:
 
 
 # -- the locked connection and the bounded run ----------------------------------------------------
-def lock(con: duckdb.DuckDBPyConnection, limits: Limits, paths: Iterable[str] = ()) -> None:
+def lock(
+    con: duckdb.DuckDBPyConnection | LakeConnection, limits: Limits, paths: Iterable[str] = ()
+) -> None:
     """Lock `con` down for user text: DuckDB may open only `paths` (exactly those files), no
     extension is installed or loaded, memory is bounded without spilling, and the
     configuration is locked so that nothing run later can change it."""
@@ -328,7 +330,7 @@ def lock(con: duckdb.DuckDBPyConnection, limits: Limits, paths: Iterable[str] = 
 
 def connect(
     lake: Lake, limits: Limits | None = None, snapshot: Snapshot | None = None
-) -> duckdb.DuckDBPyConnection:
+) -> LakeConnection:
     """A locked connection (see `lock`) with the lake's views over one snapshot of its files.
 
     >>> from flywheel.lake import Lake
@@ -350,7 +352,7 @@ def connect(
 class _Deadline:
     """Interrupts `con` after `seconds`, unless the work finished first."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, seconds: float) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection | LakeConnection, seconds: float) -> None:
         self.con, self.fired, self._done = con, False, False
         self._lock = threading.Lock()
         self._timer = threading.Timer(seconds, self._fire)
@@ -376,8 +378,9 @@ class _CtrlC:
     """Ctrl-C during a query interrupts DuckDB (which does not look at Python's signals while
     it runs), then surfaces as KeyboardInterrupt. Only on the main thread, where signals land."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
-        self.con, self.fired, self._installed, self._previous = con, False, False, None
+    def __init__(self, con: duckdb.DuckDBPyConnection | LakeConnection) -> None:
+        self.con, self.fired, self._installed = con, False, False
+        self._previous: Any = None
 
     def _handle(self, signum: int, frame: object) -> None:
         self.fired = True
@@ -397,9 +400,9 @@ class _CtrlC:
 
 
 def run(
-    con: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection | LakeConnection,
     text: str,
-    fetch: Callable[[duckdb.DuckDBPyConnection], R],
+    fetch: Callable[[Any], R],
     limits: Limits,
     params: list | dict | None = None,
     what: str = "query",
