@@ -64,6 +64,7 @@ REFUSED = [
     ("ingest", "workers", "{a = 1}", "integer"),
     ("ingest", "workers", "1979-05-27", "integer"),
     ("ingest", "embedder", '"not a spec"', "package.module:attr"),
+    ("ingest", "source", '"two words"', "a source name"),
     ("ingest", "embedder", "3", "package.module:attr"),
     ("ingest", "embedder", '""', "package.module:attr"),
     ("mining", "query_timeout_s", "0", "> 0"),
