@@ -8,6 +8,7 @@ True
 
 from __future__ import annotations
 
+import os
 from html import escape
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def render(report: Report) -> str:
     return "\n".join(parts)
 
 
-def write(report: Report, path: str | Path) -> Path:
+def write(report: Report, path: str | os.PathLike) -> Path:
     """Write the page to `path` with the one output writer (`flywheel.output`): atomically, as
     a regular file, never through a symlink or over a device; the folder must exist. Anything
     a vendor wrote into the report is redacted first."""
