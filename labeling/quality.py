@@ -294,7 +294,7 @@ def _reason(frame, pairs, idx, kind, suspects, explained, rate, p0) -> str:
 
 def _before(frame, pairs, idx, g, e) -> tuple[float, dt.datetime] | None:
     """The row's own share of (g for e) before the time it rose, and that time (None when
-    too little history precedes it)."""
+    too little history precedes it, or the share never rose by `MIN_GAP`: it was always so)."""
     mine = frame.iloc[idx]
     wanted = mine[[e in x for x in mine["expected"]]].sort_values("completed_at")
     hit = pairs[(pairs["g"] == g) & (pairs["e"] == e)].index
@@ -310,7 +310,7 @@ def _before(frame, pairs, idx, g, e) -> tuple[float, dt.datetime] | None:
         before_n >= 10, after_sum / after_n - before_sum / np.maximum(before_n, 1), -np.inf
     )
     best = int(np.argmax(gap * np.sqrt(after_n)))
-    if not np.isfinite(gap[best]) or before_n[best] < 10:
+    if not np.isfinite(gap[best]) or before_n[best] < 10 or gap[best] < MIN_GAP:
         return None
     return before_sum[best] / before_n[best], wanted["completed_at"].iloc[best]
 

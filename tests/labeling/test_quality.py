@@ -98,6 +98,14 @@ def test_a_swap_after_a_date_is_found_and_named():
     assert all(0 < share <= 1 for _, _, share in found[0]["confused"])
 
 
+def test_a_swap_from_the_start_is_compared_with_the_rest_not_a_history_it_lacks():
+    fault = {**FAULTS["swap after a date"], "after": T0 - dt.timedelta(days=1)}
+    rows = assess(scenario(1, fault=fault))
+    (found,) = [r for r in rows if r["suspect"] and r["kind"] == "annotator"]
+    assert found["annotator"] == "chen.w" and "looks like a swap" in found["reason"]
+    assert "before" not in found["reason"] and "for the rest" in found["reason"]
+
+
 def test_a_random_annotator_and_a_swapped_batch_are_found():
     rows = assess(scenario(2, fault=FAULTS["random annotator"]))
     assert suspects(rows) & {("annotator", a) for a in ANNOTATORS} == {("annotator", "eli.m")}
