@@ -22,6 +22,8 @@ from flywheel.errors import LakeError
 
 UTC_TS = pa.timestamp("us", tz="UTC")
 _S = pa.string()
+# the object groups of the signal frame's per-category columns (ingest.signals.GROUP_NAMES)
+SIGNAL_GROUPS = ("pedestrian", "cyclist", "vehicle", "animal", "other")
 _F = pa.float64()
 _I = pa.int64()
 _TEXTS = pa.list_(pa.string())
@@ -87,6 +89,26 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("accel", _F),
             ("yaw_rate", _F),
             ("frame_id", _S),
+        ]
+    ),
+    # the signal frame the triggers read (ingest.signals): one row per ego sample with the
+    # objects around it then, built at ingest; rows of another `frame_version` are rebuilt
+    "signals": pa.schema(
+        [
+            ("log_id", _S),
+            ("t_ns", _I),
+            ("frame_version", _S),
+            ("t_s", _F),
+            *((c, _F) for c in ("speed", "accel", "yaw_rate", "lateral_accel", "jerk")),
+            *((c, _F) for c in ("x", "y", "yaw")),
+            ("n_objects", _I),
+            ("nearest_m", _F),
+            ("nearest_in_path_m", _F),
+            *((f"nearest_{g}_m", _F) for g in SIGNAL_GROUPS),
+            *((f"nearest_in_path_{g}_m", _F) for g in SIGNAL_GROUPS),
+            *((f"n_{g}s", _I) for g in SIGNAL_GROUPS),
+            ("in_path_age_s", _F),
+            ("ttc_s", _F),
         ]
     ),
     "gnss": pa.schema(
@@ -332,6 +354,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("within_s", _F),
             ("digest", _S),
             ("added_at", UTC_TS),
+            # the [triggers.columns] it uses, {name: expression} as JSON: a change is a version
+            ("columns", _S),
         ]
     ),
     # one row per (trigger version, log) evaluated: it publishes that run's hits
@@ -368,6 +392,7 @@ SCHEMAS: dict[str, pa.Schema] = {
 LATE_COLUMNS = {
     "logs": ("expected_messages", "complete", "source"),
     "labels": ("classes", "objects"),
+    "triggers": ("columns",),
 }
 
 # What a view shows for a null in a column (old files lack the column): a log ingested without
@@ -386,6 +411,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
         *("log_id", "t_ns", "track_id", "category", "x", "y", "distance", "length", "width"),
         "score",
     ),
+    "signals": ("log_id", "t_ns", "frame_version"),
     "scenes": (
         *("scene_id", "log_id", "start_ns", "end_ns", "max_speed", "min_accel"),
         *("min_object_distance", "n_tracks", "n_pedestrians", "n_vehicles", "tags"),
@@ -407,14 +433,14 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     ),
     "model_inputs": ("model", "batch_id", "scene_id", "recorded_at"),
     "rejections": ("batch_id", "at", "by"),
-    "triggers": tuple(SCHEMAS["triggers"].names),
+    "triggers": tuple(n for n in SCHEMAS["triggers"].names if n != "columns"),
     "trigger_runs": tuple(SCHEMAS["trigger_runs"].names),
     "trigger_hits": tuple(SCHEMAS["trigger_hits"].names),
 }
 
 # Tables whose rows belong to one ingested log: they are visible only once the log's row in
 # `logs` is published, so a crash between writing them and publishing the log hides them.
-PER_LOG_TABLES = ("ego", "gnss", "imu", "objects", "scenes")
+PER_LOG_TABLES = ("ego", "gnss", "imu", "objects", "scenes", "signals")
 
 # Tables whose rows a later write publishes: (key column, the table whose rows publish it). A
 # trigger run writes its hits, then its `trigger_runs` rows; a crash between leaves hits that

@@ -23,14 +23,16 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from flywheel import events
+from flywheel import events, schemas
 from flywheel.display import html_table
 from flywheel.errors import InputError
 from flywheel.lake import Lake, resolve
 from flywheel.sources import UNASSIGNED, for_ingest
 
 LOG_SUFFIXES = (".mcap", ".bag", ".db3")
-WORKER_MODULES = ("ingest.pipeline", "ingest.readers", "ingest.scenes", "ingest.embed")
+WORKER_MODULES = (
+    "ingest.pipeline", "ingest.readers", "ingest.scenes", "ingest.signals", "ingest.embed"
+)  # fmt: skip
 ROSBAG2_METADATA = "metadata.yaml"
 LOG_ID_LENGTH = 20  # hex digits of the sha256 kept as the id: 80 bits, collisions negligible
 
@@ -236,6 +238,7 @@ def ingest_file(root: str, source: str, options: IngestOptions) -> FileResult:
     from ingest.embed import add_embedding
     from ingest.readers import read_log
     from ingest.scenes import build_scenes
+    from ingest.signals import frame_table
 
     started = time.perf_counter()
     lake = Lake(root)
@@ -287,9 +290,21 @@ def ingest_file(root: str, source: str, options: IngestOptions) -> FileResult:
             "objects": log.objects,
             "scenes": scenes,
         }
-        for name, table in tables.items():
-            if table is not None and table.num_rows:
-                lake.write(name, _with_log_id(table, log_id), name=log_id)
+        tables = {
+            name: schemas.conform(name, _with_log_id(table, log_id))
+            for name, table in tables.items()
+            if table is not None and table.num_rows
+        }
+        if "ego" in tables:
+            try:  # the triggers' per-sample frame, built once here rather than at every run
+                tables["signals"] = frame_table(log_id, tables["ego"], tables.get("objects"))
+            except Exception as exc:  # a bug, or values we never imagined: the others go on
+                reason = f"unexpected {type(exc).__name__} while building the signal frame ({exc})"
+                return _quarantine(lake, uri, sha, size, f"{reason}; please report it", started,
+                                   log_id)  # fmt: skip
+        for name in schemas.PER_LOG_TABLES:
+            if name in tables:
+                lake.write(name, tables[name], name=log_id)
             else:
                 lake.remove(name, log_id)
 

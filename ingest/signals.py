@@ -12,11 +12,14 @@ at or before it (an ASOF join), if that frame is recent enough to still describe
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import duckdb
+import pyarrow as pa
 
+from flywheel import schemas
 from flywheel.sql import identifier, literal
 from ingest.scenes import VEHICLES
 
@@ -35,6 +38,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "vehicle": tuple(sorted(VEHICLES | {"motorcycle", "motorbike", "vehicle", "suv", "pickup"})),
     "animal": ("animal", "dog", "cat", "deer", "horse", "cow", "bird"),
 }
+# the per-category columns: each group, and "other" for a class in none (unknown, debris, …)
+GROUP_NAMES = (*GROUPS, "other")
+# an object out of the path (or unseen) for longer than this enters it anew: a lead that
+# wanders past the edge of the straight corridor on a bend stays old
+PATH_REENTRY_NS = 3_000_000_000
 
 
 @dataclass(frozen=True)
@@ -65,13 +73,19 @@ COLUMNS: tuple[Column, ...] = (
     ),
     *(
         Column(f"nearest_{group}_m", "m", f"distance to the nearest {group}, anywhere")
-        for group in GROUPS
+        for group in GROUP_NAMES
     ),
     *(
         Column(f"nearest_in_path_{group}_m", "m", f"distance to the nearest {group} in the path")
-        for group in GROUPS
+        for group in GROUP_NAMES
     ),
-    *(Column(f"n_{group}s", "count", f"{group}s perceived") for group in GROUPS),
+    *(Column(f"n_{group}s", "count", f"{group}s perceived") for group in GROUP_NAMES),
+    Column(
+        "in_path_age_s",
+        "s",
+        "how long the nearest object in the path has been in it (small: it just entered, as "
+        "a cut-in or a crossing does; a lead followed for a while is old)",
+    ),
     Column(
         "ttc_s",
         "s",
@@ -101,7 +115,7 @@ def frame_sql(ego: str, objects: str | None) -> str:
         object_columns = ", ".join(
             f"NULL::{'BIGINT' if c.name.startswith('n_') else 'DOUBLE'} AS {identifier(c.name)}"
             for c in COLUMNS
-            if c.name.startswith(("n_", "nearest", "ttc"))
+            if c.name.startswith(("n_", "nearest", "ttc", "in_path"))
         )
         return f"""
             SELECT e.log_id, e.t_ns, {_ego_columns("e")}, {object_columns}
@@ -109,7 +123,7 @@ def frame_sql(ego: str, objects: str | None) -> str:
         """
     stale = OBJECT_STALE_NS
     nearest = []
-    for group in GROUPS:
+    for group in GROUP_NAMES:
         g = literal(group)
         nearest.append(f"min(distance) FILTER (grp = {g}) AS nearest_{group}_m")
         nearest.append(f"min(distance) FILTER (grp = {g} AND in_path) AS nearest_in_path_{group}_m")
@@ -122,28 +136,41 @@ def frame_sql(ego: str, objects: str | None) -> str:
         else f"CASE WHEN {fresh} THEN f.{identifier(c.name)} "
         f"WHEN f.frame_ns IS NOT NULL OR p.has THEN 0 END AS {identifier(c.name)}"
         for c in COLUMNS
-        if c.name.startswith(("n_", "nearest", "ttc"))
+        if c.name.startswith(("n_", "nearest", "ttc", "in_path"))
     )
     return f"""
         WITH o AS (
             SELECT ob.log_id, ob.t_ns, ob.track_id, ob.x, ob.distance,
-                   ob.x > 0 AND abs(ob.y) <= {PATH_HALF_WIDTH_M} AS in_path, groups.grp
+                   ob.x > 0 AND abs(ob.y) <= {PATH_HALF_WIDTH_M} AS in_path,
+                   coalesce(groups.grp, 'other') AS grp
             FROM {objects} ob LEFT JOIN {_groups_relation()} ON groups.category = ob.category
         ),
-        -- closing speed of each track in the path (how fast its distance ahead shrinks):
-        -- a window over the few objects in the path, not over every object
+        -- per track in the path: its closing speed (how fast its distance ahead shrinks) and
+        -- since when it has been in the path; windows over the few objects in the path only
+        w AS (
+            SELECT log_id, t_ns, x, distance,
+                   (lag(x) OVER w - x) / nullif((t_ns - lag(t_ns) OVER w) / 1e9, 0) AS closing,
+                   coalesce(t_ns - lag(t_ns) OVER w > {PATH_REENTRY_NS}, true) AS entered,
+                   track_id
+            FROM o WHERE in_path
+            WINDOW w AS (PARTITION BY log_id, track_id ORDER BY t_ns)
+        ),
+        r AS (
+            SELECT *, sum(entered::INT) OVER (PARTITION BY log_id, track_id ORDER BY t_ns) AS stay
+            FROM w
+        ),
         c AS (
             SELECT log_id, t_ns,
-                   min(x / closing) FILTER (closing > {MIN_CLOSING_MPS}) AS ttc_s
+                   min(x / closing) FILTER (closing > {MIN_CLOSING_MPS}) AS ttc_s,
+                   arg_min(age, distance) AS in_path_age_s
             FROM (
-                SELECT log_id, t_ns, x,
-                       (lag(x) OVER w - x) / nullif((t_ns - lag(t_ns) OVER w) / 1e9, 0) AS closing
-                FROM o WHERE in_path
-                WINDOW w AS (PARTITION BY log_id, track_id ORDER BY t_ns)
+                SELECT *, (t_ns - min(t_ns) OVER (PARTITION BY log_id, track_id, stay)) / 1e9
+                          AS age
+                FROM r
             ) GROUP BY log_id, t_ns
         ),
         f AS (
-            SELECT g.*, c.ttc_s FROM (
+            SELECT g.*, c.ttc_s, c.in_path_age_s FROM (
                 SELECT log_id, t_ns AS frame_ns,
                        count(*) AS n_objects,
                        min(distance) AS nearest_m,
@@ -172,20 +199,49 @@ def _ego_columns(e: str) -> str:
     """
 
 
+# what the stored frame of a log (`signals`) was built by: another version is built again
+FRAME_VERSION = hashlib.sha256(
+    (frame_sql("ego", "objects") + frame_sql("ego", None)).encode()
+).hexdigest()[:12]
+
+
+def frame_table(log_id: str, ego: pa.Table, objects: pa.Table | None) -> pa.Table:
+    """The frame of one log as the `signals` table's rows, from its decoded `ego` and
+    `objects` (at ingest, before they are written): DuckDB over the Arrow tables in memory."""
+    con = duckdb.connect()
+    try:
+        con.register("_ego", _with_log(ego, log_id))
+        has_objects = objects is not None and objects.num_rows > 0
+        if has_objects:
+            con.register("_objects", _with_log(objects, log_id))
+        query = frame_sql("_ego", "_objects" if has_objects else None)
+        table = con.sql(
+            f"SELECT *, {literal(FRAME_VERSION)} AS frame_version FROM ({query}) ORDER BY t_ns"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return schemas.conform("signals", table)
+
+
+def _with_log(table: pa.Table, log_id: str) -> pa.Table:
+    if "log_id" in table.column_names:
+        table = table.drop_columns(["log_id"])
+    return table.append_column("log_id", pa.array([log_id] * table.num_rows, pa.string()))
+
+
 def build(
     con: duckdb.DuckDBPyConnection,
-    ego: str,
-    objects: str | None,
+    frame: str,
     derived: Mapping[str, str] | None = None,
     into: str = "frame",
 ) -> Sequence[str]:
-    """Materialise the frame as the temporary table `into`, with the user's derived columns
+    """Materialise the frame as the temporary table `into` from `frame` (a SELECT giving the
+    frame's rows: `frame_sql`, or stored `signals` rows), with the user's derived columns
     (name -> DuckDB expression over the frame, checked by the caller) added; its columns."""
     derived = dict(derived or {})
     extra = "".join(f", ({expr}) AS {identifier(name)}" for name, expr in derived.items())
-    base = frame_sql(ego, objects)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {identifier(into)} AS "
-        f"SELECT *{extra} FROM ({base}) ORDER BY log_id, t_ns"
+        f"SELECT *{extra} FROM ({frame}) ORDER BY log_id, t_ns"
     )
     return [r[0] for r in con.execute(f"DESCRIBE {identifier(into)}").fetchall()]

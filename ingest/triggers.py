@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -30,6 +31,7 @@ from flywheel.errors import InputError
 from flywheel.events import now
 from flywheel.lake import Lake, resolve
 from flywheel.query import check_expression
+from flywheel.sql import literal
 from ingest import hits as _hits
 from ingest import signals
 
@@ -60,6 +62,7 @@ class Trigger:
     gap_s: float = 0.0
     then: str | None = None
     within_s: float | None = None
+    columns: Mapping[str, str] | None = None  # the user's derived columns it uses
 
     @property
     def spec(self) -> _hits.Spec:
@@ -67,7 +70,19 @@ class Trigger:
 
     def digest(self) -> str:
         body = {k: v for k, v in asdict(self).items() if k not in ("name", "version")}
+        if not body["columns"]:
+            del body["columns"]  # digests of triggers without derived columns stay as they were
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def used_columns(derived: Mapping[str, str], *exprs: str | None) -> dict[str, str]:
+    """The derived columns (name -> expression) that the expressions name, quoted or not."""
+    text = " ".join(e for e in exprs if e)
+    return {
+        name: expr
+        for name, expr in sorted(derived.items())
+        if re.search(rf"(?<![\w$]){re.escape(name)}(?![\w$])", text, re.IGNORECASE)
+    }
 
 
 def derived_columns(derived: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -130,15 +145,20 @@ def define(
     """Add a trigger, or a new version of it when its definition changed (same: no-op)."""
     lake = resolve(lake)
     names.check_name(name, "trigger")
-    check(when, for_s, gap_s, then, within_s, derived_columns(derived))
+    derived = derived_columns(derived)
+    check(when, for_s, gap_s, then, within_s, derived)
     with lake.lock(f"trigger-{name}"):
         current = definitions(lake).get(name)
-        candidate = Trigger(name, 1, when.strip(), for_s, gap_s, then and then.strip(), within_s)
+        uses = used_columns(derived, when, then) or None
+        candidate = Trigger(
+            name, 1, when.strip(), for_s, gap_s, then and then.strip(), within_s, uses
+        )
         if current is not None and current.digest() == candidate.digest():
             return current
         version = 1 if current is None else current.version + 1
         made = Trigger(**{**asdict(candidate), "version": version})
         row = {**asdict(made), "digest": made.digest(), "added_at": now()}
+        row["columns"] = json.dumps(dict(uses), sort_keys=True) if uses else None
         lake.write(
             "triggers",
             pa.Table.from_pylist([row], schemas.SCHEMAS["triggers"]),
@@ -153,12 +173,31 @@ def definitions(lake: str | Lake | None = None) -> dict[str, Trigger]:
         resolve(lake)
         .connect()
         .execute(
-            'SELECT name, version, "when", for_s, gap_s, "then", within_s FROM triggers '
+            'SELECT name, version, "when", for_s, gap_s, "then", within_s, "columns" '
+            "FROM triggers "
             "QUALIFY row_number() OVER (PARTITION BY name ORDER BY version DESC) = 1 ORDER BY name"
         )
         .fetchall()
     )
-    return {r[0]: Trigger(*r) for r in rows}
+    return {r[0]: Trigger(*r[:7], json.loads(r[7]) if r[7] else None) for r in rows}
+
+
+def _current(lake: Lake, trigger: Trigger, derived: Mapping[str, str]) -> Trigger:
+    """`trigger`, or its next version when a derived column it uses changed its expression in
+    `[triggers.columns]` (its hits then describe another condition: all logs run again)."""
+    stored = dict(trigger.columns or {})
+    gone = sorted(set(stored) - set(derived))
+    if gone:
+        raise InputError(
+            f"trigger {trigger.name!r} uses {', '.join(gone)}, which [triggers.columns] no "
+            "longer defines: define it again, or change the trigger"
+        )
+    if used_columns(derived, trigger.when, trigger.then) == stored:
+        return trigger
+    return define(
+        lake, trigger.name, trigger.when, trigger.for_s, trigger.gap_s, trigger.then,
+        trigger.within_s, derived,
+    )  # fmt: skip
 
 
 def run(
@@ -188,7 +227,7 @@ def run(
         )
     found: dict[str, int] = {}
     for name in wanted:
-        trigger = known[name]
+        trigger = _current(lake, known[name], derived)
         with lake.lock(f"trigger-{name}"):
             todo = _pending(lake, trigger, log_ids)
             parts = max(1, workers) if scheduler is None else max(2, workers)
@@ -276,15 +315,31 @@ def evaluate_on(
 
 
 def _build_frame(con, log_ids, derived) -> str:
-    """Materialise the frame table; the WHERE clause that limits the lake's views to it."""
+    """Materialise the frame table; the WHERE clause that limits the lake's views to it.
+
+    A log's frame is its `signals` rows, built at ingest; a log without them (ingested before
+    the lake stored frames) or with another `frame_version` (the frame's definition changed
+    since) gets its frame built here from `ego` and `objects`."""
     if log_ids is not None:
         con.register("_trigger_logs", pa.table({"log_id": pa.array(list(log_ids), pa.string())}))
         only = " WHERE log_id IN (SELECT log_id FROM _trigger_logs)"
     else:
         only = ""
-    has_objects = con.execute(f"SELECT count(*) > 0 FROM (SELECT 1 FROM objects{only} LIMIT 1)")
-    objects = f"(SELECT * FROM objects{only})" if has_objects.fetchone()[0] else None
-    signals.build(con, f"(SELECT * FROM ego{only})", objects, derived)
+    current = f"frame_version = {literal(signals.FRAME_VERSION)}"
+    stored = f"SELECT * EXCLUDE (frame_version) FROM signals WHERE {current}"
+    if only:
+        stored += " AND log_id IN (SELECT log_id FROM _trigger_logs)"
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _unframed AS "
+        f"SELECT log_id FROM logs{only} EXCEPT SELECT DISTINCT log_id FROM signals WHERE {current}"
+    )
+    parts = [stored]
+    if con.execute("SELECT count(*) FROM _unframed").fetchone()[0]:
+        unframed = " WHERE log_id IN (SELECT log_id FROM _unframed)"
+        probe = f"SELECT count(*) > 0 FROM (SELECT 1 FROM objects{unframed} LIMIT 1)"
+        objects = f"(SELECT * FROM objects{unframed})" if con.execute(probe).fetchone()[0] else None
+        parts.append(signals.frame_sql(f"(SELECT * FROM ego{unframed})", objects))
+    signals.build(con, " UNION ALL BY NAME ".join(f"({p})" for p in parts), derived)
     return only
 
 

@@ -27,10 +27,12 @@ from mcap.writer import CompressionType
 from mcap_ros2.writer import Writer
 
 from ingest.msg import concatenated
+from ingest.scenes import HARD_BRAKE_ACCEL
+from ingest.signals import PATH_HALF_WIDTH_M
 
-__all__ = ["GENERATOR_VERSION", "TOPICS", "generate"]
+__all__ = ["GENERATOR_VERSION", "TOPICS", "TRIGGERS", "WINDOWS", "generate"]
 
-GENERATOR_VERSION = "flywheel-generate-1"
+GENERATOR_VERSION = "flywheel-generate-2"  # 2: events are their observable windows
 HZ = 10
 DT = 1.0 / HZ
 FRAME_NS = 1_000_000_000 // HZ
@@ -38,6 +40,10 @@ RANGE_M = 80.0  # perception range (radius around the ego)
 EPOCH_2026_NS = 1_767_225_600 * 1_000_000_000  # 2026-01-01T00:00:00Z
 EGO_LENGTH = 4.8
 JERK_DOWN, JERK_UP = 12.0, 10.0  # m/s^3: how fast the ego's acceleration can change
+# Only a hard brake brakes harder than HARD_BRAKE_ACCEL; every other reaction stays under this.
+MAX_OTHER_BRAKE = -3.8
+# A cut-in's window: the ego braking harder than this while the car is in its path.
+CUT_IN_BRAKE = -2.0
 
 TOPICS = {
     "/odom": "nav_msgs/msg/Odometry",
@@ -391,6 +397,7 @@ class _Event:
     end: float = 0.0
     track_id: str | None = None
     info: dict | None = None
+    scenario: tuple[float, float] = (0.0, 0.0)  # from its cause to the ego's recovery
 
 
 @dataclass
@@ -484,7 +491,7 @@ def _simulate_ego(rng, plan: _LogPlan, steps: int) -> tuple[np.ndarray, ...]:
         ]
         for a, b in chosen:
             t = a + rng.uniform(0.5, b - a - 17.5)
-            stops.append(_Maneuver(t, -rng.uniform(1.5, 2.5), 0.0, rng.uniform(1.5, 4.0)))
+            stops.append(_Maneuver(t, -rng.uniform(1.2, 2.0), 0.0, rng.uniform(1.5, 4.0)))
     maneuvers = sorted([*stops, *(_Maneuver(e.t, 0, 0, 0, e) for e in plan.events)], key=_t)
     v = np.empty(steps)
     a = np.zeros(steps)
@@ -545,7 +552,7 @@ def _arm(rng, m: _Maneuver, v0: float, t: float) -> None:
         # Slow enough to be stopped (or crawling) before the crosser has passed, but no
         # emergency stop: that would be a hard brake.
         needed = (v0 - m.v_goal) / max(t_clear - t - 1.5, 0.5)
-        m.accel = max(-4.5, min(-rng.uniform(2.0, 3.5), -needed))
+        m.accel = max(MAX_OTHER_BRAKE, min(-rng.uniform(2.0, 3.5), -needed))
         m.hold_until = t_clear
         e.start, e.end = t_curb, max(t_clear, t + (v0 - m.v_goal) / -m.accel + 0.5)
         e.info.update(
@@ -560,7 +567,7 @@ def _arm(rng, m: _Maneuver, v0: float, t: float) -> None:
         e.start, e.end = t - 1.6, t + 3.5
         e.info.update(v_car=v_car, gap=EGO_LENGTH / 2 + rng.uniform(8.0, 12.0))
     elif e.kind == "unknown_object":
-        m.accel = -rng.uniform(3.0, 4.5)
+        m.accel = -rng.uniform(3.0, -MAX_OTHER_BRAKE)
         m.v_goal = v0 * rng.uniform(0.4, 0.6)
         t_pass = t + (v0 - m.v_goal) / -m.accel + 1.0
         m.hold_until = t_pass + 2.5
@@ -860,6 +867,56 @@ def _perceive(rng, world: _World, road: _Road, ego_x, ego_y, ego_yaw) -> _Detect
     return _Detections(frame, track, x, y, z, yaw, size, score, ids, classes)
 
 
+# --- ground truth -------------------------------------------------------------------------------
+# What each kind's window is: the span in which its defining condition holds in the simulated
+# world (noise-free), so a trigger over the lake's signals can find it to within a few samples.
+WINDOWS = {
+    "hard_brake": f"the ego decelerates harder than {-HARD_BRAKE_ACCEL:g} m/s²",
+    "pedestrian_crossing": "the crossing pedestrian is in the ego's path",
+    "animal": "the crossing animal is in the ego's path",
+    "unknown_object": "the unknown object is in the ego's path (in perception range)",
+    "cut_in": f"the ego brakes harder than {-CUT_IN_BRAKE:g} m/s² with the car in its path",
+}
+# A trigger that finds each kind (flywheel trigger add NAME --when ... --for ... --gap ...).
+TRIGGERS = {
+    "hard_brake": {"when": f"accel < {HARD_BRAKE_ACCEL:g}", "for_s": 0.3, "gap_s": 0.2},
+    "pedestrian_crossing": {"when": "nearest_in_path_pedestrian_m < 25", "for_s": 0.3,
+                            "gap_s": 0.5},
+    "animal": {"when": "nearest_in_path_animal_m < 80", "for_s": 0.3, "gap_s": 0.5},
+    "unknown_object": {"when": "nearest_in_path_other_m < 80", "for_s": 0.4, "gap_s": 1.0},
+    # moderate braking for a vehicle that just entered the path close ahead, not while
+    # steering round an obstacle (whose swerve brings the next lane's cars into the path)
+    "cut_in": {"when": f"accel < {CUT_IN_BRAKE:g} AND accel >= {HARD_BRAKE_ACCEL:g} "
+               "AND nearest_in_path_vehicle_m < 25 AND in_path_age_s < 4 "
+               "AND coalesce(nearest_other_m, 1e9) > 25", "for_s": 0.4, "gap_s": 0.5},
+}  # fmt: skip
+
+
+def _observed_window(e: _Event, t, accel, world: _World, road: _Road, ego_x, ego_y, ego_yaw):
+    """(start, end) in seconds of the event's observable window (see WINDOWS): the run of its
+    condition that overlaps its scenario window most (that window when none does)."""
+    if e.kind == "hard_brake":
+        holds = accel < HARD_BRAKE_ACCEL
+    else:
+        track = next(tr for tr in world.tracks if tr.track_id == e.track_id)
+        X, Y, _ = road.at(track.s, track.d)
+        cos_e, sin_e = np.cos(ego_yaw), np.sin(ego_yaw)
+        x = cos_e * (X - ego_x) + sin_e * (Y - ego_y)
+        y = -sin_e * (X - ego_x) + cos_e * (Y - ego_y)
+        holds = (x > 0) & (np.abs(y) <= PATH_HALF_WIDTH_M) & (np.hypot(x, y) < RANGE_M)
+        if track.alive is not None:
+            holds &= track.alive
+        if e.kind == "cut_in":
+            holds &= accel < CUT_IN_BRAKE
+    edges = np.flatnonzero(np.diff(np.r_[0, holds.astype(np.int8), 0]))
+    runs = list(zip(edges[0::2], edges[1::2] - 1, strict=True))
+    overlap = [min(t[b], e.end) - max(t[a], e.start) for a, b in runs]
+    if not runs or max(overlap) < 0:
+        return e.start, e.end
+    a, b = runs[int(np.argmax(overlap))]
+    return float(t[a]), float(t[b])
+
+
 # --- camera ---------------------------------------------------------------------------------------
 _COLOURS = {
     "car": (60, 110, 230),
@@ -960,6 +1017,9 @@ def _write_log(
     speed = np.hypot(along, d_rate)
     yaw_rate = np.gradient(np.unwrap(yaw), DT)
     det = _perceive(rng, world, road, ego_x, ego_y, yaw)
+    for e in plan.events:  # after perception: the scenario windows above placed the traffic
+        e.scenario = (e.start, e.end)
+        e.start, e.end = _observed_window(e, t, np.gradient(v, DT), world, road, ego_x, ego_y, yaw)
 
     lat0, lon0, alt0 = plan.city
     bias = np.cumsum(rng.normal(0, 0.05, (n, 2)), axis=0)  # slowly wandering GNSS error
@@ -1118,12 +1178,16 @@ def generate(
                     "kind": e.kind,
                     "start_ns": p.start_ns + round(e.start * 1e9),
                     "end_ns": p.start_ns + round(e.end * 1e9),
+                    "scenario_start_ns": p.start_ns + round(e.scenario[0] * 1e9),
+                    "scenario_end_ns": p.start_ns + round(e.scenario[1] * 1e9),
                     "track_id": e.track_id,
                 }
             )
     truth = {
         "seed": seed,
         "generator_version": GENERATOR_VERSION,
+        "windows": WINDOWS,
+        "triggers": TRIGGERS,
         "logs": logs_truth,
         "events": events,
     }

@@ -232,6 +232,35 @@ def test_a_users_column_can_be_used_in_a_trigger(lake, tmp_path):
     assert len(hits) == len(plain) > 0
 
 
+def test_a_changed_users_column_is_a_new_version_of_the_triggers_using_it(lake, tmp_path):
+    def run(*args):
+        done = flywheel(*args, "--lake", str(lake), "--format", "json", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    (tmp_path / "flywheel.toml").write_text('[triggers.columns]\nbrake_g = "-accel / 9.81"\n')
+    run("trigger", "add", "g", "--when", "brake_g > 0.41", "--for", "0.3")
+    run("trigger", "add", "fast", "--when", "speed > 12")
+    first = run("trigger", "hits", "g")
+    # the same name, another meaning: the trigger using it moves to version 2 and runs again
+    (tmp_path / "flywheel.toml").write_text('[triggers.columns]\nbrake_g = "-accel / 5"\n')
+    run("trigger", "run")
+    versions = {r["name"]: r["version"] for r in run("trigger", "list")}
+    assert versions == {"g": 2, "fast": 1}
+    again = run("trigger", "hits", "g")
+    plain = mining.open(lake).trigger(when="accel < -2.05", for_=0.3)
+    assert len(again) == len(plain) > len(first) > 0
+    # the first version's hits stay queryable
+    from ingest import triggers
+
+    assert len(triggers.hits(lake, "g", version=1)) == len(first)
+    # a column a trigger uses that the configuration dropped: a clear refusal, nothing run
+    (tmp_path / "flywheel.toml").write_text("")
+    refused = flywheel("trigger", "run", "--lake", str(lake), cwd=tmp_path)
+    assert refused.returncode != 0 and "brake_g" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
 def test_similar_and_rare_can_filter_on_a_triggers_hits(lake):
     m = mining.open(lake)
     assert m.similar(m.sql("SELECT scene_id FROM scenes LIMIT 1").scene_id[0], k=3) is not None

@@ -165,13 +165,14 @@ def test_normal_driving_brakes_gently_and_urban_logs_stop(demo, truth):
         normal = np.ones(len(e["t"]), bool)
         for ev in truth["events"]:
             if ev["log"] == log["file"]:
-                normal &= (e["t"] < ev["start_ns"] - 1e9) | (e["t"] > ev["end_ns"] + 3e9)
+                start, end = ev["scenario_start_ns"], ev["scenario_end_ns"]
+                normal &= (e["t"] < start - 1e9) | (e["t"] > end + 3e9)
         assert accel[normal].min() > -2.7, log["file"]
         assert accel.max() < 1.6
         if log["regime"] == "urban" and e["t"][-1] - e["t"][0] > 100e9:
             stopped = normal & (e["speed"] < 0.1)
             assert stopped.any(), "a gentle stop (traffic light) in normal urban driving"
-            assert accel[normal].min() < -1.4
+            assert accel[normal].min() < -1.1  # a stop brakes at 1.2-2 m/s²
 
 
 def test_detections_are_in_base_link_with_stable_tracks(demo, truth):
@@ -252,17 +253,21 @@ def test_events_do_not_overlap_and_lie_inside_their_logs(truth):
             (e for e in truth["events"] if e["log"] == name), key=lambda e: e["start_ns"]
         )
         for e in events:
+            # the observable window (what a trigger finds) and the scenario around it
             assert log["start_ns"] <= e["start_ns"] < e["end_ns"] <= log["end_ns"]
-            assert 2e9 <= e["end_ns"] - e["start_ns"] <= 12e9
+            assert 0.2e9 <= e["end_ns"] - e["start_ns"] <= 12e9
+            start, end = e["scenario_start_ns"], e["scenario_end_ns"]
+            assert log["start_ns"] <= start < end <= log["end_ns"]
+            assert 2e9 <= end - start <= 12e9
             assert e["track_id"]
         for a, b in itertools.pairwise(events):
-            assert b["start_ns"] - a["end_ns"] > 10e9  # normal driving in between
+            assert b["scenario_start_ns"] - a["scenario_end_ns"] > 10e9  # normal driving between
 
 
 def test_planted_events_are_physically_there(demo, truth):
     for event in truth["events"]:
         path = demo / event["log"]
-        start, end = event["start_ns"], event["end_ns"]
+        start, end = event["scenario_start_ns"], event["scenario_end_ns"]
         e = ego(path, start - 10**9, end + 10**9)
         drive = ego(path, start - 10**9, end + 20 * 10**9)  # the path ahead, to find the lane
         accel = np.gradient(e["speed"], e["t"] / 1e9)
