@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from flywheel import query
 from flywheel.query import Limits
@@ -58,12 +59,17 @@ class Frame:
         self.con, self.name = con, identifier(table)
         self.limits = limits or Limits.from_config()
         cols = ", ".join(col for _, _, col in PEAKS)
-        data = con.sql(f"SELECT log_id, t_ns, {cols} FROM {self.name} ORDER BY rowid").fetchnumpy()
-        self.log_ids, self.log = np.unique(
-            np.asarray(data["log_id"], dtype=object), return_inverse=True
-        )
-        self.t = np.asarray(data["t_ns"], dtype=np.int64)
-        self.peaks = {col: _floats(data[col]) for _, _, col in PEAKS}
+        data = con.sql(f"SELECT log_id, t_ns, {cols} FROM {self.name} ORDER BY rowid")
+        data = data.to_arrow_table()
+        # log ids as codes: Arrow's dictionary encoding, not a sort of Python strings
+        logs = pc.dictionary_encode(data["log_id"]).combine_chunks()
+        self.log_ids = np.asarray(logs.dictionary.to_pylist(), dtype=object)
+        self.log = logs.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        self.t = data["t_ns"].to_numpy().astype(np.int64)
+        self.peaks = {
+            col: data[col].to_numpy().astype(np.float64)  # nulls come as NaN
+            for _, _, col in PEAKS
+        }
         self.n = len(self.t)
 
     def mask(self, expr: str) -> np.ndarray:
@@ -136,11 +142,6 @@ class Frame:
             peak[~np.isfinite(peak)] = np.nan
             columns[name] = pa.array(peak, pa.float64(), from_pandas=True)
         return pa.table(columns)
-
-
-def _floats(values) -> np.ndarray:
-    array = np.ma.filled(values, np.nan) if np.ma.isMaskedArray(values) else values
-    return np.asarray(array, dtype=np.float64)
 
 
 def find(

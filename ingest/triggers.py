@@ -14,6 +14,7 @@ rerun evaluates those logs again under a new run id.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -226,36 +227,44 @@ def run(
             "(add one with `flywheel trigger add NAME --when EXPR`)"
         )
     found: dict[str, int] = {}
-    for name in wanted:
-        trigger = _current(lake, known[name], derived)
-        with lake.lock(f"trigger-{name}"):
-            todo = _pending(lake, trigger, log_ids)
+    current = [_current(lake, known[name], derived) for name in sorted(set(wanted))]
+    with contextlib.ExitStack() as held:  # every trigger's lock, in name order: no deadlock
+        for trigger in current:
+            held.enter_context(lake.lock(f"trigger-{trigger.name}"))
+        # triggers with the same logs to do share one frame per part (the frame costs more
+        # than evaluating a condition on it)
+        groups: dict[tuple[str, ...], list[Trigger]] = {}
+        for trigger in current:
+            groups.setdefault(tuple(_pending(lake, trigger, log_ids)), []).append(trigger)
+        for todo, group in groups.items():
             parts = max(1, workers) if scheduler is None else max(2, workers)
             size = max(1, min(LOGS_PER_RUN, -(-len(todo) // parts)))
-            chunks = [todo[i : i + size] for i in range(0, len(todo), size)]
+            chunks = [list(todo[i : i + size]) for i in range(0, len(todo), size)]
             if (workers <= 1 and scheduler is None) or len(chunks) <= 1:
-                found[name] = sum(_run_logs(lake, trigger, c, derived) for c in chunks)
+                counts = [_run_logs(lake, group, c, derived) for c in chunks]
             else:
-                found[name] = _run_on_dask(lake, trigger, chunks, derived, workers, scheduler)
-    return found
+                counts = _run_on_dask(lake, group, chunks, derived, workers, scheduler)
+            for i, trigger in enumerate(group):
+                found[trigger.name] = sum(c[i] for c in counts)
+    return {name: found[name] for name in wanted}
 
 
-def _run_chunk(root: str, trigger: Trigger, log_ids: list[str], derived) -> int:
+def _run_chunk(root: str, group: list[Trigger], log_ids: list[str], derived) -> list[int]:
     """One part of a parallel run, in a worker process."""
-    return _run_logs(Lake(root), trigger, log_ids, derived)
+    return _run_logs(Lake(root), group, log_ids, derived)
 
 
-def _run_on_dask(lake, trigger, chunks, derived, workers, scheduler) -> int:
+def _run_on_dask(lake, group, chunks, derived, workers, scheduler) -> list[list[int]]:
     import dask
 
-    tasks = [dask.delayed(_run_chunk, pure=False)(lake.uri, trigger, c, derived) for c in chunks]
+    tasks = [dask.delayed(_run_chunk, pure=False)(lake.uri, group, c, derived) for c in chunks]
     if scheduler:
         from flywheel.cluster import client as cluster_client
 
         with cluster_client(scheduler) as client:
-            return sum(client.gather(client.compute(tasks)))
+            return list(client.gather(client.compute(tasks)))
     with dask.config.set({"multiprocessing.context": "forkserver"}):
-        return sum(dask.compute(*tasks, scheduler="processes", num_workers=workers))
+        return list(dask.compute(*tasks, scheduler="processes", num_workers=workers))
 
 
 def _pending(lake: Lake, trigger: Trigger, log_ids: Sequence[str] | None) -> list[str]:
@@ -272,9 +281,22 @@ def _pending(lake: Lake, trigger: Trigger, log_ids: Sequence[str] | None) -> lis
     return pending
 
 
-def _run_logs(lake: Lake, trigger: Trigger, log_ids: list[str], derived) -> int:
+def _run_logs(lake: Lake, group: list[Trigger], log_ids: list[str], derived) -> list[int]:
+    """Evaluate each trigger of `group` on `log_ids` over one frame; hits found per trigger.
+    Each trigger's run writes its hits, then its `trigger_runs` rows, which publish them."""
     con = lake.connect()
-    found = evaluate_on(con, trigger.spec, log_ids, derived)
+    only = _build_frame(con, log_ids, derived)
+    frame = _hits.Frame(con)
+    scenes = f"(SELECT * FROM scenes{only})"
+    found = []
+    for trigger in group:
+        table = _hits.find(con, trigger.spec, frame, scenes)
+        _publish(lake, trigger, log_ids, table)
+        found.append(table.num_rows)
+    return found
+
+
+def _publish(lake: Lake, trigger: Trigger, log_ids: list[str], found: pa.Table) -> None:
     run_id = uuid.uuid4().hex[:16]
     at = now()
     n = found.num_rows
@@ -300,7 +322,6 @@ def _run_logs(lake: Lake, trigger: Trigger, log_ids: list[str], derived) -> int:
         }
     )
     lake.write("trigger_runs", runs, name=run_id)
-    return n
 
 
 def evaluate_on(
