@@ -8,7 +8,7 @@ annotator swapping hard_brake and cut_in for the last third of the time, one ans
 random. Flywheel: `labeling.quality.assess` (counts by group and by (group, confused pair),
 binomial tails in one call per table). The baseline: the same statistics, group by group, row
 by row over each group's labels (`naive`). Both must agree on every row's label count,
-agreement and verdict. Prints both times and the ratio. Target (issue 15): under 10 s.
+agreement and verdict. Prints both times and the ratio. Target: under 10 s.
 """
 
 from __future__ import annotations
