@@ -520,8 +520,15 @@ class Lake:
             return any(removed)
         return self.delete(f"{table}/{name}{SUFFIX}")
 
-    def read_file(self, table: str, name: str) -> pa.Table | None:
-        """One published file of `table` (None if there is none of that name)."""
+    def read_file(
+        self,
+        table: str,
+        name: str,
+        columns: list[str] | None = None,
+        filters: list[tuple[str, str, Any]] | None = None,
+    ) -> pa.Table | None:
+        """One published file of `table` (None if there is none of that name), optionally only
+        `columns` and the rows matching `filters` (pyarrow's form, read row group by group)."""
         rel = f"{table}/{name}{SUFFIX}"
         if table in GENERATIONAL:
             generations = self._generations(table, name)
@@ -532,7 +539,7 @@ class Lake:
                 return None
             rel = _generation_rel(table, name, max(generations))
         path = self.get(rel)
-        return None if path is None else pq.read_table(path)
+        return None if path is None else pq.read_table(path, columns=columns, filters=filters)
 
     def clean_temporary(self) -> int:
         """Delete temporary files left by writers that died (their process is gone), and the

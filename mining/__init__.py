@@ -9,6 +9,7 @@
 """
 
 from mining.build import FLAT_MAX, KINDS, SHARD_SIZE, build_index, choose_kind, publish_index
+from mining.gallery import Gallery
 from mining.index import Index, load_index
 from mining.miner import Miner, open
 from mining.select import k_center
@@ -18,6 +19,7 @@ __all__ = [
     "FLAT_MAX",
     "KINDS",
     "SHARD_SIZE",
+    "Gallery",
     "Index",
     "Miner",
     "build_index",

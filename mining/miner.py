@@ -30,6 +30,8 @@ from mining import search as _search
 from mining import select as _select
 from mining import where as _where
 from mining.catalog import Catalog, fingerprint
+from mining.gallery import Gallery
+from mining.gallery import gallery as _gallery
 
 # below this many candidate scenes `rare` scores them directly; above, every scene's rarity is
 # computed once per lake snapshot and cached (memory and <lake>/_index/rarity-*.npy)
@@ -417,6 +419,20 @@ class Miner:
         found = _triggers.evaluate(self.lake, when, for_, gap, then, within)
         found.attrs["query"] = f"trigger(when={when!r}, for_={for_:g})"
         return found
+
+    # -- seeing -------------------------------------------------------------------------------
+    def show(self, scenes: pd.DataFrame | Sequence[str] | str, camera: bool = True) -> Gallery:
+        """A gallery of `scenes` (a mining result, scene ids, or one id) that renders in
+        Jupyter: a bird's-eye picture per scene with its id, score, tags and key features, and
+        the camera keyframe where the log has one. `.save(path)` writes it as one HTML file.
+
+        >>> m = open(lake)
+        >>> m.show(m.rare(k=2)).scene_ids == m.rare(k=2).scene_id.tolist()
+        True
+        """
+        if isinstance(scenes, str):
+            scenes = [scenes]
+        return _gallery(self.lake, scenes, camera=camera)
 
     def trigger_scenes(self, name: str) -> pd.DataFrame:
         """The scenes that overlap the hits of the saved trigger `name` (its current version),
