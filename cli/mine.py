@@ -29,6 +29,14 @@ def mine_options(command: Callable) -> Callable:
             ),
             click.option("--replace", is_flag=True, help="With --save: overwrite NAME."),
             click.option(
+                "--html",
+                "html_out",
+                metavar="FILE",
+                default=None,
+                type=click.Path(dir_okay=False),
+                help="Also write a gallery of the scenes (a picture each) as one HTML file.",
+            ),
+            click.option(
                 "--format",
                 "fmt",
                 type=click.Choice(MINE_FORMATS),
@@ -42,13 +50,20 @@ def mine_options(command: Callable) -> Callable:
     return lake_option(command)
 
 
-def _show(df, fmt: str, save_as: str | None, replace: bool, lake, columns=SCENE_COLUMNS) -> None:
+def _show(
+    df, fmt: str, save_as: str | None, replace: bool, lake, html_out=None, columns=SCENE_COLUMNS
+) -> None:
     import mining
 
+    miner = mining.open(lake)
+    if html_out and "scene_id" not in df.columns:
+        raise click.UsageError("--html draws scenes: the result needs a scene_id column")
     if save_as:
-        miner = mining.open(lake)
         miner.save(save_as, df, replace=replace)
         console.warn(f"saved {len(df)} scenes as selection {save_as!r}")
+    if html_out:
+        written = miner.show(df).save(html_out)
+        console.warn(f"wrote a gallery of {len(df)} scenes to {written}")
     console.frame(df, fmt, columns, title=df.attrs.get("query"))
 
 
@@ -115,7 +130,7 @@ def mine() -> None:
 @click.argument("query")
 @mine_options
 @expected_errors
-def mine_sql(query, lake, save_as, replace, fmt) -> None:
+def mine_sql(query, lake, save_as, replace, html_out, fmt) -> None:
     """Run a DuckDB query; every lake table is a view of the same name.
 
     Example: flywheel mine sql "SELECT scene_id, min_accel FROM scenes WHERE min_accel < -4"
@@ -127,7 +142,7 @@ def mine_sql(query, lake, save_as, replace, fmt) -> None:
     df.attrs.setdefault("query", query)
     if "embedding" in df.columns:
         df = df.drop(columns=["embedding"])
-    _show(df, fmt, save_as, replace, lake, columns=None)
+    _show(df, fmt, save_as, replace, lake, html_out, columns=None)
 
 
 @mine.command("similar")
@@ -136,7 +151,7 @@ def mine_sql(query, lake, save_as, replace, fmt) -> None:
 @click.option("--where", default=None, metavar="SQL", help="Filter: a DuckDB boolean expression.")
 @mine_options
 @expected_errors
-def mine_similar(scene_id, k, where, lake, save_as, replace, fmt) -> None:
+def mine_similar(scene_id, k, where, lake, save_as, replace, html_out, fmt) -> None:
     """Scenes most like SCENE_ID (itself excluded), best first.
 
     Example: flywheel mine similar LOG-00003 --k 20 --where "n_pedestrians > 0"
@@ -144,7 +159,8 @@ def mine_similar(scene_id, k, where, lake, save_as, replace, fmt) -> None:
     import mining
 
     lake = load_config({"lake": lake}).lake
-    _show(mining.open(lake).similar(scene_id, k=k, where=where), fmt, save_as, replace, lake)
+    found = mining.open(lake).similar(scene_id, k=k, where=where)
+    _show(found, fmt, save_as, replace, lake, html_out)
 
 
 @mine.command("rare")
@@ -152,7 +168,7 @@ def mine_similar(scene_id, k, where, lake, save_as, replace, fmt) -> None:
 @click.option("--where", default=None, metavar="SQL", help="Filter: a DuckDB boolean expression.")
 @mine_options
 @expected_errors
-def mine_rare(k, where, lake, save_as, replace, fmt) -> None:
+def mine_rare(k, where, lake, save_as, replace, html_out, fmt) -> None:
     """The most unusual scenes first (far from their nearest neighbours).
 
     Example: flywheel mine rare --k 20 --save rare-batch
@@ -160,7 +176,7 @@ def mine_rare(k, where, lake, save_as, replace, fmt) -> None:
     import mining
 
     lake = load_config({"lake": lake}).lake
-    _show(mining.open(lake).rare(k=k, where=where), fmt, save_as, replace, lake)
+    _show(mining.open(lake).rare(k=k, where=where), fmt, save_as, replace, lake, html_out)
 
 
 @mine.command("diverse")
@@ -176,7 +192,7 @@ def mine_rare(k, where, lake, save_as, replace, fmt) -> None:
 )
 @mine_options
 @expected_errors
-def mine_diverse(source, n, weight, lake, save_as, replace, fmt) -> None:
+def mine_diverse(source, n, weight, lake, save_as, replace, html_out, fmt) -> None:
     """A spread-out subset of a selection: covers the space instead of repeating one situation.
 
     Example: flywheel mine diverse --from rare-batch --n 10 --save labeling-batch-1
@@ -184,14 +200,15 @@ def mine_diverse(source, n, weight, lake, save_as, replace, fmt) -> None:
     import mining
 
     lake = load_config({"lake": lake}).lake
-    _show(mining.open(lake).diverse(source, n=n, weight=weight), fmt, save_as, replace, lake)
+    found = mining.open(lake).diverse(source, n=n, weight=weight)
+    _show(found, fmt, save_as, replace, lake, html_out)
 
 
 @mine.command("trigger")
 @click.argument("name")
 @mine_options
 @expected_errors
-def mine_trigger(name, lake, save_as, replace, fmt) -> None:
+def mine_trigger(name, lake, save_as, replace, html_out, fmt) -> None:
     """The scenes that overlap the hits of trigger NAME (each once, in time order).
 
     Example: flywheel mine trigger hard_brake_ped --save brake-ped
@@ -199,4 +216,4 @@ def mine_trigger(name, lake, save_as, replace, fmt) -> None:
     import mining
 
     lake = load_config({"lake": lake}).lake
-    _show(mining.open(lake).trigger_scenes(name), fmt, save_as, replace, lake)
+    _show(mining.open(lake).trigger_scenes(name), fmt, save_as, replace, lake, html_out)

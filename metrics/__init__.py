@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
@@ -47,13 +47,29 @@ REPORT_FILE = "_reports/report.html"  # in the lake, where `write_report` puts i
 
 
 def write_report(
-    lake: str | Lake | None, report: Report, out: str | os.PathLike | None = None
+    lake: str | Lake | None,
+    report: Report,
+    out: str | os.PathLike | None = None,
+    galleries: bool = True,
 ) -> str | Path:
     """Write `report` as HTML to `out`, by default to `<lake>/_reports/report.html` (a folder
-    or an object store alike); the path (or URI) written."""
+    or an object store alike), with a gallery page of the scenes behind each alert, batch and
+    selection in `galleries/` beside it (`galleries=False`: none); the path (or URI) written."""
+    from metrics import galleries as _galleries
+
+    target = resolve(lake)
     if out:
-        return write_html(report, out)
-    return resolve(lake).put(REPORT_FILE, lambda p: write_html(report, p))
+        out = Path(out)
+        links = {}
+        if galleries:
+            folder = Lake(out.parent)  # a plain folder: pages written like any lake file
+            links = _galleries.write(target, report, _galleries.FOLDER, put=folder.put)
+        return write_html(report, out, links)
+    links = {}
+    if galleries:
+        where = str(PurePosixPath(REPORT_FILE).parent / _galleries.FOLDER)
+        links = _galleries.write(target, report, where)
+    return target.put(REPORT_FILE, lambda p: write_html(report, p, links))
 
 
 def cycle(lake: str | Lake | None = None) -> pd.DataFrame:

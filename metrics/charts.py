@@ -107,7 +107,11 @@ def distributions(
                 f"<title>{key[:3]} {duration(stage[key])}</title></line>"
             )
     body += _time_axis(left, plot, height - 26, lo, hi)
-    return _svg(name, width, height, "latency distribution per stage (log scale)", body)
+    body.append(
+        f'<text x="{left + plot}" y="{height - 1}" text-anchor="end" {TEXT}>time since the '
+        "previous stage (log scale); lines: p50, p90 (dashed), p99 (dotted)</text>"
+    )
+    return _svg(name, width, height + 6, "latency distribution per stage (log scale)", body)
 
 
 def lines(
@@ -116,9 +120,11 @@ def lines(
     name: str,
     title: str,
     fmt=duration,
+    y_label: str = "",
 ) -> str:
-    """A line per series over `labels` (weeks), y from 0; points carry their value."""
-    width, height, left, right, top, bottom = 760, 240, 70, 120, 12, 40
+    """A line per series over `labels` (weeks), y from 0 (in `y_label`); points carry their
+    value."""
+    width, height, left, right, top, bottom = 760, 250, 80, 120, 12, 50
     plot_w, plot_h = width - left - right, height - top - bottom
     values = [v for vs in series.values() for v in vs if v is not None]
     peak = max(values, default=1.0) or 1.0
@@ -142,6 +148,15 @@ def lines(
                 f'<text x="{x_of(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle" {TEXT}>'
                 f"{escape(label[5:] if len(label) == 10 else label)}</text>"
             )
+    body.append(
+        f'<text x="{left + plot_w}" y="{height - 8}" text-anchor="end" {TEXT}>'
+        "week starting (MM-DD)</text>"
+    )
+    if y_label:
+        body.append(
+            f'<text x="12" y="{top + plot_h / 2:.0f}" text-anchor="middle" {TEXT} '
+            f'transform="rotate(-90 12 {top + plot_h / 2:.0f})">{escape(y_label)}</text>'
+        )
     for k, (key, vs) in enumerate(series.items()):
         color = PALETTE[k % len(PALETTE)]
         points = [
@@ -169,18 +184,94 @@ def lines(
     return _svg(name, width, height, title, body)
 
 
+def small_multiples(
+    labels: Sequence[str],
+    series: dict[str, Sequence[float | None]],
+    name: str,
+    title: str,
+    unit: str,
+    fmt=lambda v: f"{v:,.0f}",
+) -> str:
+    """One small chart per series on a shared x axis (`labels`, weeks), each with its own y
+    scale from 0 labelled in `unit`: eight overlapping lines nobody reads; eight panels one
+    does. Each panel is a `<g data-panel=NAME>`."""
+    columns = 2 if len(series) > 1 else 1
+    panel_w, panel_h, left, top, bottom, gap = 370, 110, 58, 22, 34, 20
+    rows = max(1, math.ceil(len(series) / columns))
+    width = columns * panel_w + (columns - 1) * gap
+    height = rows * (panel_h + top + bottom) + 6
+    n = max(len(labels), 1)
+    plot_w, plot_h = panel_w - left - 12, panel_h
+    every = max(1, math.ceil(n / 5))
+    body = []
+    for k, (key, values) in enumerate(series.items()):
+        ox = (k % columns) * (panel_w + gap)
+        oy = (k // columns) * (panel_h + top + bottom)
+        color = PALETTE[k % len(PALETTE)]
+        peak = max([v for v in values if v is not None], default=0) or 1.0
+        x_of = (lambda i: left + plot_w / 2) if n == 1 else (lambda i: left + i * plot_w / (n - 1))
+        parts = [
+            f'<text x="{left}" y="{14}" {TEXT} font-weight="600">{escape(key)}</text>',
+            f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" '
+            f'stroke="{AXIS}"/>',
+            f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}" stroke="{AXIS}"/>',
+            f'<text x="{left - 6}" y="{top + 4}" text-anchor="end" {TEXT}>{fmt(peak)}</text>',
+            f'<text x="{left - 6}" y="{top + plot_h + 4}" text-anchor="end" {TEXT}>0</text>',
+            f'<text x="12" y="{top + plot_h / 2:.0f}" {TEXT} text-anchor="middle" '
+            f'transform="rotate(-90 12 {top + plot_h / 2:.0f})">{escape(unit)}</text>',
+        ]
+        for i, label in enumerate(labels):
+            if i % every == 0 or i == n - 1:
+                edge = {0: "start", n - 1: "end"} if n > 1 else {}
+                anchor = edge.get(i, "middle")
+                parts.append(
+                    f'<text x="{x_of(i):.1f}" y="{top + plot_h + 15}" text-anchor="{anchor}" '
+                    f"{TEXT}>{escape(label[5:] if len(label) == 10 else label)}</text>"
+                )
+        parts.append(
+            f'<text x="{left + plot_w / 2:.0f}" y="{top + plot_h + 29}" text-anchor="middle" '
+            f"{TEXT}>week starting (MM-DD)</text>"
+        )
+        points = [
+            (x_of(i), top + plot_h * (1 - v / peak), labels[i], v)
+            for i, v in enumerate(values)
+            if v is not None
+        ]
+        if points:
+            area = " ".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in points)
+            first, last = points[0][0], points[-1][0]
+            parts.append(
+                f'<polygon points="{first:.1f},{top + plot_h} {area} {last:.1f},{top + plot_h}" '
+                f'fill="{color}" fill-opacity="0.12"/>'
+            )
+            parts.append(
+                f'<polyline points="{area}" fill="none" stroke="{color}" stroke-width="2"/>'
+            )
+        for x, y, label, v in points:
+            parts.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{color}">'
+                f"<title>{escape(key)} {escape(label)}: {fmt(v)} {escape(unit)}</title></circle>"
+            )
+        body.append(
+            f'<g data-panel="{escape(key)}" transform="translate({ox},{oy})">{"".join(parts)}</g>'
+        )
+    return _svg(name, width, height, title, body)
+
+
 def bars(
     items: Sequence[tuple[str, float]],
     name: str,
     title: str = "",
     fmt=lambda v: f"{v:,.0f}",
     marker: float | None = None,
+    x_label: str = "",
 ) -> str:
-    """Horizontal bars, one per item, value at the end; `marker` draws a reference line."""
+    """Horizontal bars, one per item, value at the end (in `x_label`); `marker` draws a
+    reference line."""
     width, left, right, row_h = 760, 130, 90, 24
     plot = width - left - right
     peak = max([v for _, v in items if v is not None] + [marker or 0, 1e-9])
-    height = row_h * max(len(items), 1) + 12
+    height = row_h * max(len(items), 1) + 12 + (16 if x_label else 0)
     body = []
     for i, (label, value) in enumerate(items):
         y = 6 + i * row_h
@@ -198,5 +289,10 @@ def bars(
         body.append(
             f'<line x1="{x:.1f}" y1="2" x2="{x:.1f}" y2="{height - 4}" stroke="{PALETTE[4]}" '
             f'stroke-width="2" stroke-dasharray="5 3"><title>SLA {fmt(marker)}</title></line>'
+        )
+    if x_label:
+        body.append(
+            f'<text x="{left + plot}" y="{height - 3}" text-anchor="end" {TEXT}>'
+            f"{escape(x_label)}</text>"
         )
     return _svg(name, width, height, title or name, body)

@@ -9,6 +9,7 @@ True
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from html import escape
 from pathlib import Path
 
@@ -39,8 +40,10 @@ border-radius:4px;padding:8px 12px;margin:8px 0}
 """
 
 
-def render(report: Report) -> str:
-    """The whole page for `report`."""
+def render(report: Report, links: Mapping[str, str] | None = None) -> str:
+    """The whole page for `report`; `links` ({``alert:<id>`` | ``batch:<id>`` |
+    ``selection:<name>``: href}) adds a gallery of the scenes behind each (metrics.galleries)."""
+    links = links or {}
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -53,7 +56,7 @@ def render(report: Report) -> str:
         + f" · {report.scenes:,} scenes</div>",
         f'<p class="lead" id="bottleneck">{escape(report.bottleneck_sentence)}</p>',
         _cards(report),
-        _alerts(report),
+        _alerts(report, links),
         _stages(report),
         _cycle(report),
         _wip(report),
@@ -63,6 +66,7 @@ def render(report: Report) -> str:
         _scorecard(report),
         _lineage(report),
         _licenses(report),
+        _galleries(links),
         '<p class="muted">Stage times per docs/contract.md §2; a stage\'s latency is its time '
         "minus the nearest earlier stage the scene reached; percentiles interpolate linearly. "
         "Made by <code>flywheel report</code>.</p>",
@@ -71,11 +75,11 @@ def render(report: Report) -> str:
     return "\n".join(parts)
 
 
-def write(report: Report, path: str | os.PathLike) -> Path:
+def write(report: Report, path: str | os.PathLike, links: Mapping[str, str] | None = None) -> Path:
     """Write the page to `path` with the one output writer (`flywheel.output`): atomically, as
     a regular file, never through a symlink or over a device; the folder must exist. Anything
     a vendor wrote into the report is redacted first."""
-    return write_output(path, redact(render(report)))
+    return write_output(path, redact(render(report, links)))
 
 
 def _cards(report: Report) -> str:
@@ -91,17 +95,44 @@ def _cards(report: Report) -> str:
     return f'<div class="cards">{inner}</div>'
 
 
-def _alerts(report: Report) -> str:
+def _alerts(report: Report, links: Mapping[str, str]) -> str:
     if not report.alerts:
         return '<h2 id="alerts">Alerts</h2><p class="ok">Nothing needs action.</p>'
+
+    def scenes(alert_id: str) -> str:
+        href = links.get(f"alert:{alert_id}")
+        return f' · <a href="{escape(href)}" data-gallery>its scenes</a>' if href else ""
+
     items = "".join(
         f'<div class="alert" id="alert-{escape(a["id"])}"><b>{escape(a["title"])}</b> — '
         f'{escape(a["detail"])}<br><span class="muted">since {escape(a["since"])} · '
-        f'<a href="{escape(a["section"])}">see the section</a> · '
+        f'<a href="{escape(a["section"])}">see the section</a>{scenes(a["id"])} · '
         f"<code>{escape(a['command'])}</code></span></div>"
         for a in report.alerts
     )
     return f'<h2 id="alerts">Alerts ({len(report.alerts)})</h2>{items}'
+
+
+def _galleries(links: Mapping[str, str]) -> str:
+    """Links to the galleries of every batch and selection (alerts link theirs above)."""
+    groups = {"batch": [], "selection": []}
+    for key, href in links.items():
+        kind, _, name = key.partition(":")
+        if kind in groups:
+            link = f'<a href="{escape(href)}" data-gallery>{escape(name)}</a>'
+            groups[kind].append(f"<li>{link}</li>")
+    if not any(groups.values()):
+        return ""
+    lists = "".join(
+        f"<h3>{title}</h3><ul>{''.join(items)}</ul>"
+        for title, items in (("Labeling batches", groups["batch"]),
+                             ("Saved selections", groups["selection"]))
+        if items
+    )  # fmt: skip
+    return (
+        '<h2 id="galleries">Scenes</h2><p class="muted">A picture of every scene: look before '
+        f"labeling or training on them.</p>{lists}"
+    )
 
 
 def _table(head: list[str], rows: list[list], numeric: set[int], row_ids=None) -> str:
@@ -167,6 +198,7 @@ def _cycle(report: Report) -> str:
         },
         "cycle-trend",
         "cycle time by week of deployment",
+        y_label="cycle time (collected → deployed)",
     )
     counts = charts.lines(
         weeks,
@@ -174,6 +206,7 @@ def _cycle(report: Report) -> str:
         "cycle-count",
         "scenes deployed per week",
         fmt=lambda v: f"{v:,.0f}",
+        y_label="scenes / week",
     )
     return f'<h2 id="cycle">Cycle time, by week</h2>{head}{chart}{counts}'
 
@@ -194,7 +227,7 @@ def _wip(report: Report) -> str:
         '<h2 id="wip">Work in progress</h2>'
         '<p class="muted">Scenes whose furthest stage is this one, waiting for the next. Most '
         "ingested scenes are never mined, by design.</p>"
-        + charts.bars(items, "wip", "scenes waiting at each stage")
+        + charts.bars(items, "wip", "scenes waiting at each stage", x_label="scenes waiting")
         + _table(["at", "waiting for", "scenes", "age p50", "oldest"], rows, {2, 3, 4})
     )
 
@@ -206,14 +239,14 @@ def _throughput(report: Report) -> str:
     series: dict[str, list] = {}
     for r in report.throughput:
         series.setdefault(r["stage"], [0] * len(weeks))[weeks.index(r["week"])] = r["count"]
-    chart = charts.lines(
-        weeks,
-        series,
-        "throughput",
-        "scenes reaching each stage per week",
-        fmt=lambda v: f"{v:,.0f}",
+    chart = charts.small_multiples(
+        weeks, series, "throughput", "scenes reaching each stage per week", "scenes / week"
     )
-    return f'<h2 id="throughput">Throughput, by week</h2>{chart}'
+    return (
+        f'<h2 id="throughput">Throughput, by week</h2><p class="muted">Scenes reaching each '
+        "stage per week; each panel has its own scale.</p>"
+        f"{chart}"
+    )
 
 
 def _triggers(report: Report) -> str:
@@ -223,9 +256,9 @@ def _triggers(report: Report) -> str:
     series: dict[str, list] = {}
     for r in report.triggers:
         series.setdefault(r["trigger"], [None] * len(weeks))[weeks.index(r["week"])] = r["per_hour"]
-    chart = charts.lines(
+    chart = charts.small_multiples(
         weeks, series, "triggers", "trigger hits per hour driven, by week driven",
-        fmt=lambda v: f"{v:,.2f}/h",
+        "hits / hour driven", fmt=lambda v: f"{v:,.2f}",
     )  # fmt: skip
     rows = [
         [r["trigger"], r["week"], f"{r['hits']:,}", f"{r['hours'] or 0:,.1f}",
@@ -255,6 +288,7 @@ def _vendors(report: Report) -> str:
         "turnaround per vendor against the SLA (dashed)",
         fmt=duration,
         marker=slas.pop() if len(slas) == 1 else None,
+        x_label="turnaround (submitted → labeled)",
     )
     return (
         '<h2 id="vendors">Labeling vendors: turnaround vs SLA</h2>'

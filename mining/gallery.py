@@ -104,10 +104,12 @@ def gallery(
     *,
     title: str | None = None,
     camera: bool = True,
+    rows: pa.Table | None = None,
 ) -> Gallery:
     """A gallery of `scenes`: a DataFrame with `scene_id` (its `score` shown too, in its
     order) or scene ids. Unknown ids are left out. `camera` adds each scene's keyframe where the
-    log has one (read from the source log; left out when the file is gone)."""
+    log has one (read from the source log; left out when the file is gone). `rows` are the
+    scenes' rows when the caller holds them (a miner's catalog): the lake is not queried."""
     target = resolve(lake)
     if isinstance(scenes, pd.DataFrame):
         ids = [str(s) for s in scenes["scene_id"]]
@@ -116,23 +118,28 @@ def gallery(
     else:
         ids, scores = [str(s) for s in scenes], {}
     ids = list(dict.fromkeys(ids))
-    rows = _scene_rows(target, ids)
-    known = [s for s in ids if s in rows.index]
-    ego, objects = _samples(target, rows.loc[known])
-    frames = _keyframes(target, rows.loc[known]) if camera else {}
+    if rows is None:
+        found = _scene_rows(target, ids)
+    else:
+        found = rows.select([c for c in COLUMNS if c in rows.column_names]).to_pandas()
+        found = found.set_index("scene_id", drop=False)
+    rows_by_id = found
+    known = [s for s in ids if s in rows_by_id.index]
+    ego, objects = _samples(target, rows_by_id.loc[known])
+    frames = _keyframes(target, rows_by_id.loc[known]) if camera else {}
     cards = []
     for scene_id in known:
-        row = rows.loc[scene_id]
+        row = rows_by_id.loc[scene_id]
         svg = picture(row, ego.get(scene_id), objects.get(scene_id))
         cards.append(_card(scene_id, row, scores.get(scene_id), svg, frames.get(scene_id)))
     return Gallery(known, cards, title or "scenes")
 
 
+COLUMNS = ("scene_id", "log_id", "start_ns", "end_ns", "tags", "keyframe_t_ns", *FEATURES)
+
+
 def _scene_rows(lake: Lake, ids: Sequence[str]) -> pd.DataFrame:
-    columns = ", ".join(
-        f"s.{c}" for c in ("scene_id", "log_id", "start_ns", "end_ns", "tags", "keyframe_t_ns",
-                           *FEATURES)
-    )  # fmt: skip
+    columns = ", ".join(f"s.{c}" for c in COLUMNS)
     con = lake.connect()
     con.register("_wanted", pa.table({"scene_id": pa.array(list(ids), pa.string())}))
     frame = con.sql(

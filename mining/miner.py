@@ -432,7 +432,11 @@ class Miner:
         """
         if isinstance(scenes, str):
             scenes = [scenes]
-        return _gallery(self.lake, scenes, camera=camera)
+        ids = scenes["scene_id"] if isinstance(scenes, pd.DataFrame) else list(scenes)
+        catalog = self.catalog()  # the scenes' rows from memory, not a query over the lake
+        rows = catalog.rows([str(s) for s in ids])
+        meta = catalog.meta.take(pa.array(rows[rows >= 0]))
+        return _gallery(self.lake, scenes, camera=camera, rows=meta)
 
     def trigger_scenes(self, name: str) -> pd.DataFrame:
         """The scenes that overlap the hits of the saved trigger `name` (its current version),
