@@ -422,7 +422,7 @@ def _keyframes(lake: Lake, rows: pd.DataFrame) -> dict[str, str]:
                 for scene in mine.itertuples():
                     t = int(scene.keyframe_t_ns)  # the time base may be a header stamp
                     for _schema, _channel, message in reader.iter_messages(
-                        topics=camera[:1], start_time=t - 50_000_000, end_time=t + 500_000_000
+                        topics=camera[:1], starting_at=t - 50_000_000, ending_before=t + 500_000_000
                     ):
                         image = _image(message.data)
                         if image:

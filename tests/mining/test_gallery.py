@@ -157,3 +157,16 @@ def test_the_report_links_alerts_batches_and_selections_to_their_scenes(lake_cop
     stages = {r["stage"] for r in report.throughput}
     chart = page.split('data-chart="throughput"')[1].split("</svg>")[0]
     assert len(re.findall(r'<g data-panel="', chart)) == len(stages)
+
+
+def test_a_log_with_a_camera_shows_its_keyframe(tmp_path):
+    from ingest import ingest
+    from sim import generate
+
+    generate(tmp_path / "drives", logs=1, seconds=25.0, seed=2, camera=True)
+    assert ingest(sorted((tmp_path / "drives").glob("*.mcap")), tmp_path / "lake").exit_code == 0
+    m = mining.open(tmp_path / "lake")
+    ids = m.sql("SELECT scene_id FROM scenes ORDER BY scene_id").scene_id.tolist()
+    html = m.show(ids)._repr_html_()
+    assert html.count('<img src="data:image/png;base64,') == len(ids) > 0
+    assert m.show(ids, camera=False)._repr_html_().count("<img") == 0
