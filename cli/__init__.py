@@ -3,8 +3,8 @@
 Exit codes (docs/contract.md §4): 0 success, 1 some input rejected (the rest processed) or an
 expected failure, 2 usage error. Stage packages are imported only when their command runs.
 
-Each command group has its module (ingest, mine, trigger, label, metrics, lineage, export, demo); this
-one holds the root group and the entry point.
+Each command group has its module (ingest, mine, trigger, label, metrics, lineage, export,
+demo); this one holds the root group and the entry point.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ def export_clip_command(scene_id, out, topics, pad_s, lake, fmt) -> None:
     bag gives profile ros1 (ros1msg schemas, the bag's own definitions), a ROS 2 bag profile
     ros2, an MCAP file its own profile.
 
-    Example: flywheel export clip LOG-00003 --out clip.mcap --topics /ego/odom,/perception/objects
+    Example: flywheel export clip LOG-00003 --out clip.mcap --topics /odom,/perception/objects
     """
     import ingest
 

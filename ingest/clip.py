@@ -7,8 +7,8 @@ original log_time, publish_time, sequence and payload bytes, on a channel with t
 topic, message encoding and metadata and a schema with the source's name, encoding and data:
 
 - MCAP (any profile, bare or the storage of a rosbag2 folder): read through the mcap library's
-  index (`iter_messages(start_time=, end_time=)`): only the chunks that overlap the window are
-  read. The clip keeps the source's profile.
+  index (`iter_messages(starting_at=start, ending_before=end)`, [start, end)): only the chunks
+  that overlap the window are read. The clip keeps the source's profile.
 - ROS 1 ``.bag``: read through the `rosbags` bag reader, which uses the bag's chunk index; the
   clip has profile ``ros1``, ``ros1msg`` schemas holding the bag's own message definitions
   (the connection headers' ``message_definition``), message encoding ``ros1``, channel metadata
@@ -311,7 +311,9 @@ def _mcap(
     keys: dict[int, ChannelKey] = {}
 
     def items() -> Iterator[Item]:
-        found = reader.iter_messages(topics=topics, start_time=start, end_time=end)
+        # [start, end): starting_at is inclusive, ending_before exclusive (start_time/end_time,
+        # the same bounds, are deprecated in mcap 1.6)
+        found = reader.iter_messages(topics=topics, starting_at=start, ending_before=end)
         for schema, channel, message in found:
             key = keys.get(channel.id)
             if key is None:
