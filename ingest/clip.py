@@ -200,6 +200,9 @@ def write_clip(
     if path.name == "metadata.yaml":
         path = path.parent
     wanted = list(topics) if topics else None
+    target = check_output(out).resolve()
+    if target == path.resolve() or path.resolve() in target.parents:
+        raise UsageError(f"--out {target} is the source log itself; give another path")
     notes: list[str] = []
     with ExitStack() as stack:
         profile, known, items = _open(path, stack, start_ns, end_ns, wanted, notes)

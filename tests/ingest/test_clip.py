@@ -14,6 +14,7 @@ import pytest
 from mcap.reader import make_reader
 
 import ingest
+from flywheel.errors import UsageError
 from flywheel.lake import Lake
 from ingest.clip import write_clip
 from sim import generate
@@ -332,3 +333,27 @@ def test_ros2_db3_window(source, db3, tmp_path):
     with open(out, "rb") as f:
         channels = make_reader(f).get_summary().channels.values()
     assert all("offered_qos_profiles" in c.metadata for c in channels)
+
+
+def test_the_index_is_used_and_the_source_is_never_the_output(generated, tmp_path):
+    """A chunk outside the window is never read: damage there does not touch the clip."""
+    _, log, scenes = generated
+    _, start, end = scenes[-1]
+    copy = tmp_path / "damaged.mcap"
+    shutil.copyfile(log, copy)
+    with open(copy, "rb") as f:
+        chunks = make_reader(f).get_summary().chunk_indexes
+    early = [c for c in chunks if c.message_end_time < start]
+    assert early
+    with open(copy, "r+b") as f:  # garble the compressed records of every chunk before
+        for chunk in early:
+            f.seek(chunk.chunk_start_offset + chunk.chunk_length // 2)
+            f.write(b"\xff" * 64)
+    with pytest.raises(Exception):  # noqa: B017 - a full read does fail on the damage
+        read_mcap(copy)
+    out = tmp_path / "clip.mcap"
+    summary = write_clip(copy, out, start, end)
+    assert read_mcap(out)[1] == read_mcap(log, start, end)[1] and summary.messages > 0
+    with pytest.raises(UsageError, match="source log itself"):
+        write_clip(copy, copy, start, end)
+    assert copy.stat().st_size == log.stat().st_size
