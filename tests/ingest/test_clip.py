@@ -357,3 +357,52 @@ def test_the_index_is_used_and_the_source_is_never_the_output(generated, tmp_pat
     with pytest.raises(UsageError, match="source log itself"):
         write_clip(copy, copy, start, end)
     assert copy.stat().st_size == log.stat().st_size
+
+
+@pytest.fixture(scope="module")
+def db3_lake(generated, tmp_path_factory):
+    """The generated log rewritten as a rosbag2 sqlite3 folder by rosbags, ingested."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    _, log, _ = generated
+    root = tmp_path_factory.mktemp("db3")
+    store = get_typestore(Stores.EMPTY)
+    with open(log, "rb") as f:
+        reader = make_reader(f)
+        for schema in reader.get_summary().schemas.values():
+            store.register(get_types_from_msg(schema.data.decode(), schema.name))
+        with Writer(root / "bag", version=9, storage_plugin=StoragePlugin.SQLITE3) as writer:
+            connections = {}
+            for schema, channel, message in reader.iter_messages():
+                if channel.id not in connections:
+                    connections[channel.id] = writer.add_connection(
+                        channel.topic, schema.name, typestore=store
+                    )
+                writer.write(connections[channel.id], message.log_time, message.data)
+    lake = root / "lake"
+    assert ingest.ingest([root / "bag"], lake, workers=1).exit_code == 0
+    return lake, root / "bag"
+
+
+def test_ros2_db3_scene_clip(db3_lake, tmp_path):
+    from rosbags.rosbag2 import Reader
+
+    lake, bag = db3_lake
+    scene_id, start, end = scenes_of(lake, bag)[1]
+    out = tmp_path / "db3.mcap"
+    code, summary, err = export(scene_id, "--out", out, "--lake", lake, "--topics", "/odom")
+    assert code == 0, err
+    with Reader(bag) as reader:  # rosbags' own rosbag2 reader, every message, filtered here
+        want = Counter(
+            (c.topic, t, t, bytes(data))
+            for c, t, data in reader.messages()
+            if start <= t < end and c.topic == "/odom"
+        )
+    (db3,) = bag.glob("*.db3")
+    _, channels = read_db3(db3, start, end)
+    profile, got, got_channels = read_mcap(out)
+    assert profile == "ros2" and want and got == want
+    assert summary["topics"] == {"/odom": sum(want.values())}
+    assert got_channels["/odom"][:3] == ("cdr", "nav_msgs/msg/Odometry", "ros2msg")
+    assert got_channels["/odom"][3] == channels["/odom"][3] != b""
