@@ -5,12 +5,14 @@
 0
 """
 
+from ingest.clip import ClipSummary, export_clip
 from ingest.embed import Embedder, FeatureEmbedder, add_embedding, load_embedder
 from ingest.pipeline import FileResult, IngestSummary, discover, ingest, ingest_file
 from ingest.readers import DecodedLog, read_log
 from ingest.scenes import build_scenes
 
 __all__ = [
+    "ClipSummary",
     "DecodedLog",
     "Embedder",
     "FeatureEmbedder",
@@ -19,6 +21,7 @@ __all__ = [
     "add_embedding",
     "build_scenes",
     "discover",
+    "export_clip",
     "ingest",
     "ingest_file",
     "load_embedder",
