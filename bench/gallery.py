@@ -49,7 +49,7 @@ def make_lake(out: Path, scenes: int) -> Lake:
         generate(out / "drives", logs=1, seconds=600, seed=8)
         ingest([out / "drives"], seed)
     con = seed.connect()
-    (seed_id,) = con.execute("SELECT log_id FROM logs").fetchone()
+    ((seed_id,),) = con.execute("SELECT log_id FROM logs").fetchall()
     seed_scenes = con.sql("SELECT * FROM scenes ORDER BY start_ns").to_arrow_table()
     logs = con.sql("SELECT * FROM logs").to_arrow_table()
     for name in ("scenes", "ego", "objects", "logs"):

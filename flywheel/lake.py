@@ -314,6 +314,36 @@ class Lake:
                 found.append(entry[len(prefix) : -len(SUFFIX)])
         return sorted(found)
 
+    def published_files(self, table: str, names: Iterable[str]) -> dict[str, str]:
+        """{name: path in the lake} of the published file of each of `names` in a per-log
+        `table` (names without one are left out): one listing of the folder and of `logs`,
+        names only, whatever the lake's size, for readers of a few logs' files."""
+        wanted = set(names)
+
+        def units(folder: str) -> dict[str, list[str]]:
+            found: dict[str, list[str]] = {}
+            if self.local:
+                try:
+                    with os.scandir(self.table_dir(folder)) as entries:
+                        listed = [e.name for e in entries]
+                except (FileNotFoundError, NotADirectoryError):
+                    return {}
+            else:
+                listed = [PurePosixPath(k).name for k in self.fs.glob(self._rel(folder) + "/*")]
+            for entry in listed:
+                if entry.endswith(SUFFIX) and not entry.startswith("."):
+                    base, _, generation = entry[: -len(SUFFIX)].partition(GENERATION)
+                    if base in wanted:
+                        found.setdefault(base, []).append(generation)
+            return found
+
+        published = {name: max(g) for name, g in units("logs").items()}
+        out = {}
+        for name, generations in units(table).items():
+            if name in published and published[name] in generations:
+                out[name] = _generation_rel(table, name, published[name])
+        return out
+
     def _published(self, name: str) -> str | None:
         """The generation `logs/<name>` is published with, or None when it is not published."""
         generations = self._generations("logs", name)

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from flywheel.lake import Lake, resolve
 from flywheel.output import write_output
@@ -139,27 +141,51 @@ COLUMNS = ("scene_id", "log_id", "start_ns", "end_ns", "tags", "keyframe_t_ns", 
 
 
 def _scene_rows(lake: Lake, ids: Sequence[str]) -> pd.DataFrame:
-    columns = ", ".join(f"s.{c}" for c in COLUMNS)
-    con = lake.connect()
-    con.register("_wanted", pa.table({"scene_id": pa.array(list(ids), pa.string())}))
-    frame = con.sql(
-        f"SELECT {columns} FROM scenes s JOIN _wanted USING (scene_id)"
-    ).to_arrow_table()
-    return frame.to_pandas().set_index("scene_id", drop=False)
+    """The scenes' rows. Ingest names a scene ``<log_id>-<n>``: those logs' `scenes` files are
+    read alone (a lake of a million scenes has thousands of files); ids that do not follow
+    the rule, or are not in their log's file, are looked up in the whole table."""
+    snapshot = lake.snapshot(["scenes"])
+    by_log = {f.unit[0]: f.rel for f in snapshot.files["scenes"]}
+    wanted = set(ids)
+    parts = []
+    for log_id in sorted({i.rsplit("-", 1)[0] for i in ids} & set(by_log)):
+        path = lake.get(by_log[log_id])
+        if path is None:
+            continue
+        table = pq.read_table(path, columns=list(COLUMNS))
+        parts.append(table.filter(pc.is_in(table["scene_id"], pa.array(sorted(wanted)))))
+    found = pa.concat_tables(parts).to_pandas() if parts else pd.DataFrame(columns=COLUMNS)
+    missing = wanted - set(found["scene_id"])
+    if missing:
+        columns = ", ".join(f"s.{c}" for c in COLUMNS)
+        con = lake.connect(snapshot=lake.snapshot(["scenes", "logs"]))
+        con.register("_wanted", pa.table({"scene_id": pa.array(sorted(missing), pa.string())}))
+        rest = con.sql(f"SELECT {columns} FROM scenes s JOIN _wanted USING (scene_id)")
+        found = pd.concat([found, rest.to_arrow_table().to_pandas()], ignore_index=True)
+    return found.set_index("scene_id", drop=False)
 
 
 def _samples(lake: Lake, rows: pd.DataFrame) -> tuple[dict, dict]:
-    """Per scene: its ego samples (t, x, y, yaw, speed) and its objects in the map frame."""
+    """Per scene: its ego samples (t, x, y, yaw, speed) and its objects in the map frame; each
+    log's files found in one listing of the lake, read for the scenes' windows only."""
     ego: dict[str, pd.DataFrame] = {}
     objects: dict[str, pd.DataFrame] = {}
+    logs = sorted({str(log) for log in rows["log_id"]})
+    files = {t: lake.published_files(t, logs) for t in ("ego", "objects")}
+
+    def read(table: str, log_id: str, columns: list[str], window) -> pa.Table | None:
+        rel = files[table].get(log_id)
+        path = None if rel is None else lake.get(rel)
+        return None if path is None else pq.read_table(path, columns=columns, filters=window)
+
     for log_id, scenes in rows.groupby("log_id"):
         lo, hi = int(scenes["start_ns"].min()), int(scenes["end_ns"].max())
         window = [("t_ns", ">=", lo), ("t_ns", "<", hi)]
-        e = lake.read_file("ego", str(log_id), ["t_ns", "x", "y", "yaw", "speed"], window)
+        e = read("ego", str(log_id), ["t_ns", "x", "y", "yaw", "speed"], window)
         if e is None or not e.num_rows:
             continue
         e = e.to_pandas().sort_values("t_ns")
-        o = lake.read_file(
+        o = read(
             "objects", str(log_id), ["t_ns", "track_id", "category", "x", "y", "length", "width"],
             window,
         )  # fmt: skip
@@ -175,16 +201,18 @@ def _samples(lake: Lake, rows: pd.DataFrame) -> tuple[dict, dict]:
 
 def _to_map(objects: pd.DataFrame, ego: pd.DataFrame) -> pd.DataFrame:
     """Objects (ego frame: x forward, y left) placed in the map frame by the ego's pose at or
-    just before each detection (a merge_asof, as the frame's ASOF join)."""
-    objects = objects.sort_values("t_ns")
-    pose = ego[["t_ns", "x", "y", "yaw"]].rename(columns={"x": "ex", "y": "ey", "yaw": "eyaw"})
-    placed = pd.merge_asof(objects, pose, on="t_ns", direction="backward")
-    placed = placed.dropna(subset=["ex"])
-    c, s = np.cos(placed["eyaw"]), np.sin(placed["eyaw"])
-    placed["mx"] = placed["ex"] + c * placed["x"] - s * placed["y"]
-    placed["my"] = placed["ey"] + s * placed["x"] + c * placed["y"]
-    placed["myaw"] = placed["eyaw"]
-    return placed
+    just before each detection (as the frame's ASOF join; `ego` sorted by time)."""
+    t = objects["t_ns"].to_numpy()
+    et = ego["t_ns"].to_numpy()
+    at = np.searchsorted(et, t, side="right") - 1
+    keep = at >= 0
+    at = at[keep]
+    placed = objects[keep].reset_index(drop=True)
+    ex, ey = ego["x"].to_numpy()[at], ego["y"].to_numpy()[at]
+    yaw = ego["yaw"].to_numpy()[at]
+    x, y = placed["x"].to_numpy(), placed["y"].to_numpy()
+    c, s = np.cos(yaw), np.sin(yaw)
+    return placed.assign(mx=ex + c * x - s * y, my=ey + s * x + c * y, myaw=yaw)
 
 
 def picture(row: Any, ego: pd.DataFrame | None, objects: pd.DataFrame | None) -> str:

@@ -128,3 +128,13 @@ def test_tables_lists_only_known_tables_with_published_files(tmp_path):
     assert con.sql("SELECT count(*) FROM gnss").fetchall() == [(0,)]  # no logs row yet
     tables = {r[0] for r in con.sql("SELECT table_name FROM information_schema.tables").fetchall()}
     assert "custom_table" not in tables
+
+
+def test_published_files_names_each_logs_published_file_only(tmp_path):
+    lake = Lake(tmp_path / "lake")
+    for log_id in ("a", "b"):
+        lake.write("gnss", gnss_rows(log_id), name=log_id)
+    lake.write("logs", logs_row("a"), name="a")  # b is not published
+    assert lake.published_files("gnss", ["a", "b", "c"]) == {"a": "gnss/a.parquet"}
+    snapshot = lake.snapshot(["gnss"])
+    assert {f.rel for f in snapshot.files["gnss"]} == {"gnss/a.parquet"}  # the same rule
