@@ -145,7 +145,7 @@ def create_app(
         summary = pages.facts(list(found.items()))
         buttons = ""
         if found["state"] == "pending_approval":
-            buttons = pages.decisions([found], [], bool(secret))
+            buttons = pages.decisions([found], [], bool(secret), only="batches")
         return _html(
             request,
             lambda nonce: pages.gallery_page(
@@ -174,7 +174,7 @@ def create_app(
                 ("alert", a["id"]), ("what", a["title"]), ("how much", a["detail"]),
                 ("since", a["since"]), ("entities", len(frame)), ("command", a["command"]),
             ]  # fmt: skip
-            buttons = pages.decisions([], active, bool(secret))
+            buttons = pages.decisions([], active, bool(secret), only="alerts")
         elif acked:
             a = acked[0]
             rows = [
@@ -281,7 +281,8 @@ def _csp(nonce: str) -> str:
 def _html(request: Request, build: Callable[[str], str], status: int = 200) -> HTMLResponse:
     nonce = secrets.token_urlsafe(16)
     headers = {**SECURITY_HEADERS, "Content-Security-Policy": _csp(nonce)}
-    return HTMLResponse(redact(build(nonce)), status, headers=headers)
+    body = redact(build(nonce)).replace(pages.SCRIPT_MARK, pages.script(nonce), 1)
+    return HTMLResponse(body, status, headers=headers)
 
 
 def _not_found(request: Request, message: str) -> HTMLResponse:

@@ -94,17 +94,23 @@ def nav() -> str:
     return '<nav class="fw-nav"><a href="/">Report</a><a href="/decisions">Decisions</a></nav>'
 
 
+# where the script goes: the server redacts a page (a vendor's text may hold a credential) and
+# then puts the script in, which would not survive redaction (it writes an Authorization header)
+SCRIPT_MARK = "<!--fw-script-->"
+
+
 def script(nonce: str) -> str:
     return f'<script nonce="{escape(nonce)}">{SCRIPT}</script>'
 
 
-def page(title: str, body: str, nonce: str) -> str:
-    """A whole page around `body` (already HTML)."""
+def page(title: str, body: str, nonce: str = "") -> str:
+    """A whole page around `body` (already HTML), the script's place marked."""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
-        f"{nav()}<main>{body}</main>{script(nonce)}</body></html>"
+        f'<title>{escape(title)}</title><link rel="icon" href="data:,"><style>{CSS}</style>'
+        "</head><body>"
+        f"{nav()}<main>{body}</main>{SCRIPT_MARK}</body></html>"
     )
 
 
@@ -125,21 +131,20 @@ def auth_form(token_set: bool) -> str:
 
 
 class Buttons:
-    """Action buttons, each with the output element its answer goes to."""
+    """Action buttons; those before an `output()` show their answer in it."""
 
     def __init__(self) -> None:
-        self.n = 0
+        self.n = 1
 
     def __call__(self, path: str, label: str, css: str) -> str:
-        self.n += 1
-        out = f"fw-out-{self.n}"
         return (
             f'<button type="button" class="{css}" data-action="{escape(path)}" '
-            f'data-out="{out}">{escape(label)}</button>'
+            f'data-out="fw-out-{self.n}">{escape(label)}</button>'
         )
 
     def output(self) -> str:
-        return f'<output id="fw-out-{self.n}" data-result></output>'
+        self.n += 1
+        return f'<output id="fw-out-{self.n - 1}" data-result></output>'
 
 
 def decisions(
@@ -147,8 +152,10 @@ def decisions(
     alerts: Sequence[Mapping[str, Any]],
     token_set: bool,
     buttons: Buttons | None = None,
+    only: str | None = None,
 ) -> str:
-    """Batches waiting for approval (Approve, Reject) and active alerts (Acknowledge)."""
+    """Batches waiting for approval (Approve, Reject) and active alerts (Acknowledge); `only`
+    "batches" or "alerts" shows one of the two."""
     buttons = buttons or Buttons()
     rows = []
     for b in pending:
@@ -186,12 +193,12 @@ def decisions(
         if items
         else '<p class="muted">No active alert.</p>'
     )
-    return (
-        '<section id="decisions"><h2>Waiting for a decision</h2>'
-        + auth_form(token_set)
-        + f"<h3>Batches waiting for approval ({len(pending)})</h3>{batches}"
-        + f"<h3>Active alerts ({len(alerts)})</h3>{alert_table}</section>"
-    )
+    parts = ['<section id="decisions"><h2>Waiting for a decision</h2>', auth_form(token_set)]
+    if only != "alerts":
+        parts.append(f"<h3>Batches waiting for approval ({len(pending)})</h3>{batches}")
+    if only != "batches":
+        parts.append(f"<h3>Active alerts ({len(alerts)})</h3>{alert_table}")
+    return "".join(parts) + "</section>"
 
 
 def browse(
@@ -227,8 +234,8 @@ def home(report_html: str, extra: str, nonce: str) -> str:
     """The report's own page with the navigation, `extra` sections and the script added."""
     out = report_html.replace("<body>", f"<body>{nav()}", 1)
     out = out.replace("<main>", f"<main>{extra}", 1)
-    out = out.replace("</head>", f"<style>{CSS}</style></head>", 1)
-    return out.replace("</body>", f"{script(nonce)}</body>", 1)
+    out = out.replace("</head>", f'<link rel="icon" href="data:,"><style>{CSS}</style></head>', 1)
+    return out.replace("</body>", f"{SCRIPT_MARK}</body>", 1)
 
 
 def facts(rows: Sequence[tuple[str, object]]) -> str:
