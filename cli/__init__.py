@@ -4,7 +4,7 @@ Exit codes (docs/contract.md §4): 0 success, 1 some input rejected (the rest pr
 expected failure, 2 usage error. Stage packages are imported only when their command runs.
 
 Each command group has its module (ingest, mine, trigger, label, metrics, lineage, export,
-demo); this one holds the root group and the entry point.
+serve, demo); this one holds the root group and the entry point.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from cli import demo, export, ingest, label, lineage, metrics, mine, quality, trigger
+from cli import demo, export, ingest, label, lineage, metrics, mine, quality, serve, trigger
 from cli._common import interrupted, is_interrupt
 from flywheel import console
 
@@ -28,7 +28,7 @@ for command in (
     ingest.generate, ingest.ingest_command, ingest.status, ingest.show_config, demo.demo,
     mine.index_command, mine.mine, trigger.trigger, label.label,
     metrics.track_command, metrics.report_command,
-    lineage.source, lineage.dataset, lineage.lineage, export.export,
+    lineage.source, lineage.dataset, lineage.lineage, export.export, serve.serve_command,
 ):  # fmt: skip
     cli.add_command(command)
 label.label.add_command(quality.label_quality)

@@ -222,6 +222,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
     # labeling's outbox (labeling/_store.py): one row per scene of a batch, one file per batch,
     # rewritten as its `state` moves planned | pending_approval -> submitting -> submitted
+    # (or pending_approval -> rejected)
     "batches": pa.schema(
         [
             ("batch_id", _S),

@@ -17,9 +17,11 @@
 from labeling._retry import Retry
 from labeling.schedule import (
     BatchResult,
+    Declined,
     SubmitSummary,
     approve,
     batches,
+    decline,
     resume,
     submit,
     vendor_of,
@@ -31,6 +33,7 @@ from labeling.vendors.simulated import SimulatedVendor
 
 __all__ = [
     "BatchResult",
+    "Declined",
     "Retry",
     "SimulatedVendor",
     "SubmitSummary",
@@ -40,6 +43,7 @@ __all__ = [
     "Vendor",
     "approve",
     "batches",
+    "decline",
     "overdue",
     "resume",
     "status",

@@ -2,7 +2,8 @@
 
 - ``batches/<batch_id>.parquet``: the outbox, one row per scene of a batch. Written before any
   vendor call and rewritten (atomically, same name) at each step, so its `state` moves
-  planned | pending_approval -> submitting -> submitted and a crash leaves it resumable.
+  planned | pending_approval -> submitting -> submitted and a crash leaves it resumable; a
+  pending_approval batch that a person declines (`labeling.decline`) ends as `rejected`.
 - ``tasks/<batch_id>.parquet`` and ``labels/<batch_id>.parquet``: one file per batch,
   rewritten with the merged state, so re-running a submit or a sync never adds rows.
 - ``events/labeling-submitted-<batch_id>.parquet``, ``…-labeled-…``: likewise.
@@ -31,6 +32,7 @@ PLANNED = "planned"
 PENDING_APPROVAL = "pending_approval"
 SUBMITTING = "submitting"
 SUBMITTED = "submitted"
+REJECTED = "rejected"  # declined while pending_approval: nothing sent, its scenes free again
 OPEN_STATES = (PLANNED, PENDING_APPROVAL, SUBMITTING)
 
 # the full schemas of labeling's tables, declared in the core with every other table

@@ -3,7 +3,9 @@
 ``submit`` orders the selection's scenes by mining score (best first), skips scenes that
 vendor already has (unless ``relabel``), splits them into batches, prices each, refuses the
 whole submission when it would exceed ``max_cost``, parks batches above
-``approval_threshold`` as ``pending_approval`` until `approve`, and submits the rest.
+``approval_threshold`` as ``pending_approval`` until `approve` (or `decline`, which sets such
+a batch ``rejected``: nothing is sent and its scenes count as never planned), and submits the
+rest.
 
 Exactly once (the outbox). A batch is written to ``batches/<batch_id>.parquet`` before the
 vendor is called, and its state moves planned -> submitting -> submitted, each step an atomic
@@ -40,7 +42,7 @@ from flywheel.lake import Lake, resolve
 from flywheel.names import check_name
 from labeling import _store
 from labeling._retry import Retry, exhausted
-from labeling._store import PENDING_APPROVAL, PLANNED, SUBMITTED, SUBMITTING
+from labeling._store import PENDING_APPROVAL, PLANNED, REJECTED, SUBMITTED, SUBMITTING
 from labeling.status import status
 from labeling.vendors import open_vendor
 from labeling.vendors.base import TaskSpec, Vendor, key
@@ -218,6 +220,12 @@ def approve(
                 f"batch {batch_id} is for vendor {rows[0]['vendor']!r}, not {vendor.name!r}",
                 batch_id=batch_id,
             )
+        if rows[0]["state"] == REJECTED:
+            raise InputError(
+                f"batch {batch_id} was rejected, so nothing of it is sent; submit its selection "
+                f"{rows[0]['selection']!r} again to plan its scenes anew",
+                batch_id=batch_id,
+            )
         summary = SubmitSummary(vendor=vendor.name, selection=rows[0]["selection"])
         if rows[0]["state"] == PENDING_APPROVAL:
             now = dt.datetime.now(dt.UTC)
@@ -229,6 +237,73 @@ def approve(
         else:
             summary.batches.append(_result(rows))
     return summary
+
+
+@dataclass
+class Declined:
+    """The outcome of `decline`: the batch as it now is, and whether this call rejected it."""
+
+    batch_id: str
+    vendor: str
+    selection: str | None
+    state: str
+    tasks: int
+    cost: float
+    changed: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """The batch, without `changed`: the same for a first and a repeated decline."""
+        out = asdict(self)
+        out.pop("changed")
+        return out
+
+
+def decline(
+    lake: str | Lake | None, batch_id: str, by: str | None = None, *, via: str = "python"
+) -> Declined:
+    """Reject batch `batch_id` waiting as pending_approval: its state becomes ``rejected``,
+    nothing is sent, and a later `submit` plans its scenes again (in a new batch). Records one
+    ``rejected`` event for the batch, attrs ``{"by": by, "via": via}``. Idempotent: declining a
+    rejected batch changes and records nothing. A batch past approval (planned, submitting,
+    submitted) cannot be declined: InputError.
+
+    >>> (waiting,) = submit(lake, "brakes", vendor, approval_threshold=0.1).pending_approval
+    >>> decline(lake, waiting, "ana").state, decline(lake, waiting, "ana").changed
+    ('rejected', False)
+    """
+    from flywheel import events, sources
+
+    check_name(batch_id, "batch")
+    lake = resolve(lake)
+    rows = _store.read_batch(lake, batch_id)
+    if not rows:
+        raise InputError(f"no batch {batch_id!r} in {lake.root}", batch_id=batch_id)
+    with lake.lock(f"labeling-{rows[0]['vendor']}"):  # the lock `submit` and `approve` take
+        rows = _store.read_batch(lake, batch_id)
+        state = rows[0]["state"]
+        if state not in (PENDING_APPROVAL, REJECTED):
+            raise InputError(
+                f"batch {batch_id} is {state}, not waiting for approval: only a pending_approval "
+                "batch can be rejected (`flywheel label reject` rejects returned labels)",
+                batch_id=batch_id,
+                state=state,
+            )
+        changed = state == PENDING_APPROVAL
+        if changed:  # the event first, under a fixed name: a crash before the state is rewritten
+            # leaves the batch pending, and the retry replaces this same event file
+            events.record(
+                lake,
+                [batch_id],
+                "rejected",
+                attrs={"by": by or sources.user(), "via": via},
+                name=f"labeling-rejected-{batch_id}",
+            )
+            _store.write_batch(lake, rows, REJECTED)
+    first = rows[0]
+    return Declined(
+        batch_id, first["vendor"], first["selection"], first["state"], len(rows), first["cost"],
+        changed,
+    )  # fmt: skip
 
 
 def vendor_of(
@@ -277,8 +352,8 @@ def _known_scenes(lake: Lake, vendor: str) -> tuple[set[str], set[str]]:
     done: set[str] = set()
     open_: set[str] = set()
     for rows in _store.all_batches(lake):
-        if rows[0]["vendor"] != vendor:
-            continue
+        if rows[0]["vendor"] != vendor or rows[0]["state"] == REJECTED:
+            continue  # a rejected batch sent nothing: its scenes are free to plan again
         target = done if rows[0]["state"] == SUBMITTED else open_
         target.update(r["scene_id"] for r in rows)
     con = lake.connect()

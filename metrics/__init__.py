@@ -33,6 +33,7 @@ __all__ = [
     "STAGES",
     "Alert",
     "Report",
+    "acknowledge",
     "alert_entities",
     "build",
     "contract_json",
@@ -90,12 +91,36 @@ def alert_entities(
     config: MetricsConfig | None = None,
 ) -> pd.DataFrame:
     """The scenes or tasks behind alert `alert_id` (``flywheel report --alert ID``)."""
-    from metrics import alerts
+    from metrics import acks
     from metrics.cycle import connect
 
-    if alert_id.startswith("quality:"):
-        from labeling.quality import row_labels
+    lake = resolve(lake)
+    return acks.entities(
+        lake, connect(lake), alert_id, now or _now(), config or load_config().metrics
+    )
 
-        return row_labels(resolve(lake), alert_id)
-    con = connect(resolve(lake))
-    return alerts.entities(con, alert_id, now or _now(), config or load_config().metrics)
+
+def acknowledge(
+    lake: str | Lake | None,
+    alert_id: str,
+    by: str | None = None,
+    *,
+    via: str = "python",
+    now: dt.datetime | None = None,
+    config: MetricsConfig | None = None,
+) -> tuple[dict, bool]:
+    """Acknowledge active alert `alert_id`: the report leaves it out of `alerts` (and lists it in
+    `acknowledged`) until the entities behind it change. (The entry {"id", "title", "by",
+    "at"}, whether this call recorded it); a repeat records nothing and gives the same entry.
+    An alert that is not active raises InputError. See `metrics.acks`."""
+    from flywheel import sources
+    from metrics import acks
+
+    return acks.acknowledge(
+        resolve(lake),
+        alert_id,
+        by or sources.user(),
+        via,
+        now or _now(),
+        config or load_config().metrics,
+    )

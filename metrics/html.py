@@ -96,8 +96,17 @@ def _cards(report: Report) -> str:
 
 
 def _alerts(report: Report, links: Mapping[str, str]) -> str:
+    acked = "".join(
+        f'<li id="ack-{escape(a["id"])}"><b>{escape(a["title"])}</b> '
+        f'<span class="muted">acknowledged by {escape(a["by"])} at {escape(a["at"] or "")}'
+        "</span></li>"
+        for a in report.acknowledged
+    )
+    acked = f'<p class="muted">Acknowledged (until their entities change):</p><ul>{acked}</ul>' * (
+        bool(report.acknowledged)
+    )
     if not report.alerts:
-        return '<h2 id="alerts">Alerts</h2><p class="ok">Nothing needs action.</p>'
+        return '<h2 id="alerts">Alerts</h2><p class="ok">Nothing needs action.</p>' + acked
 
     def scenes(alert_id: str) -> str:
         href = links.get(f"alert:{alert_id}")
@@ -110,7 +119,7 @@ def _alerts(report: Report, links: Mapping[str, str]) -> str:
         f"<code>{escape(a['command'])}</code></span></div>"
         for a in report.alerts
     )
-    return f'<h2 id="alerts">Alerts ({len(report.alerts)})</h2>{items}'
+    return f'<h2 id="alerts">Alerts ({len(report.alerts)})</h2>{items}{acked}'
 
 
 def _galleries(links: Mapping[str, str]) -> str:

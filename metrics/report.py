@@ -13,7 +13,8 @@
 - ``vendors``: labeling turnaround (``completed_at - submitted_at``, the vendor's clock) per
   vendor against its SLA; ``lineage``: which dataset versions and batches fed which model;
 - ``licenses``: each source's terms and the logs, scenes and models that depend on it;
-- ``alerts`` (``metrics.alerts``).
+- ``alerts`` (``metrics.alerts``): the active ones; ``acknowledged``: those a person
+  acknowledged whose entities have not changed since (``metrics.acks``), with who and when.
 
 `since` keeps stage transitions, completed cycles and throughput at or after that time; work
 in progress and alerts are always as of `now`. Weeks start on Monday, 00:00 UTC.
@@ -37,6 +38,7 @@ from flywheel.lake import Lake, resolve
 from flywheel.lineage import EDGES_SQL
 from ingest.triggers import CURRENT_HITS
 from labeling.quality import quality as label_quality
+from metrics import acks
 from metrics import alerts as alerting
 from metrics import licenses as licensing
 from metrics import scorecard as scorecards
@@ -73,6 +75,8 @@ class Report:
     licenses: list[dict[str, Any]] = field(default_factory=list)
     # label quality per vendor and annotator beside their turnaround (metrics.scorecard)
     scorecard: list[dict[str, Any]] = field(default_factory=list)
+    # alerts a person acknowledged, left out of `alerts` until their entities change
+    acknowledged: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,6 +124,20 @@ def build(
     bottleneck, sentence, shares = _bottleneck(con, t_since)
     terms = licensing.licenses(con, now.date())
     checked = label_quality(lake)
+    active, acknowledged = acks.split(
+        lake,
+        con,
+        [
+            a.as_dict()
+            for a in [
+                *alerting.evaluate(con, now, config),
+                *licensing.alerts(terms, config),
+                *scorecards.alerts(checked, now),
+            ]
+        ],
+        now,
+        config,
+    )
     return Report(
         generated_at=iso(t_now),
         since=iso(t_since) if t_since is not None else None,
@@ -135,14 +153,8 @@ def build(
         bottleneck_shares=shares,
         vendors=_vendors(con, t_since, t_now),
         lineage=_lineage(con),
-        alerts=[
-            a.as_dict()
-            for a in [
-                *alerting.evaluate(con, now, config),
-                *licensing.alerts(terms, config),
-                *scorecards.alerts(checked, now),
-            ]
-        ],
+        alerts=active,
+        acknowledged=acknowledged,
         histograms=_histograms(con, t_since),
         triggers=_triggers(con, t_since, t_now),
         licenses=terms,
@@ -414,6 +426,7 @@ def contract_json(report: Report) -> dict[str, Any]:
         "wip": data.pop("wip"),
         "bottleneck": data.pop("bottleneck"),
         "alerts": data.pop("alerts"),
+        "acknowledged": data.pop("acknowledged"),
     }
     data.pop("histograms")
     return head | data

@@ -1,13 +1,15 @@
 """The layout is the architecture: the imports obey the layers the README draws.
 
     cli/                                   top layer: the command line and the demo
-    sim/                                   the synthetic world: plays the car and the vendor
+    sim/   serve/                          the synthetic world (plays the car and the vendor);
+                                           the web app over the lake (beside sim, not on it)
     ingest/ -> mining/ -> labeling/ -> metrics/      stages, in loop order
     flywheel/                              the core: config, lake, schemas, events, queries
 
-A module may import its own package, the core, and the packages below it; nothing imports the
-top layer; no package imports another package's private (underscore) module. Imports inside
-functions count: a lazy import is still an edge.
+A module may import its own package, the core, and the packages below it (never one beside
+it: serve/ does not import sim/); nothing imports the top layer; no package imports another
+package's private (underscore) module. Imports inside functions count: a lazy import is still
+an edge.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ RANKS = {
     "labeling": 3,
     "metrics": 4,
     "sim": 5,
+    "serve": 5,
     "cli": 6,
 }
 
@@ -74,6 +77,8 @@ def violations() -> list[str]:
                 broken.append(f"{where}: nothing imports the top layer")
             elif parts[0] != home and RANKS[parts[0]] > RANKS[home]:
                 broken.append(f"{where}: {home} sits below {parts[0]}")
+            elif parts[0] != home and RANKS[parts[0]] == RANKS[home]:
+                broken.append(f"{where}: {home} sits beside {parts[0]}, not above it")
             elif parts[0] != home and any(p.startswith("_") for p in parts[1:]):
                 broken.append(f"{where}: a private module of another package")
     return broken
@@ -90,9 +95,11 @@ def test_the_rule_catches_a_wrong_edge(tmp_path, monkeypatch):
     (tmp_path / "flywheel" / "bad.py").write_text("def f():\n    from mining import index\n")
     (tmp_path / "metrics" / "worse.py").write_text("from labeling import _store\nimport cli\n")
     (tmp_path / "sim" / "fine.py").write_text("from ingest import scenes\nfrom . import fine\n")
+    (tmp_path / "serve" / "side.py").write_text("from metrics import build\nimport sim\n")
     monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
     found = violations()
-    assert len(found) == 3, found
+    assert len(found) == 4, found
+    assert any("serve sits beside sim" in f for f in found)
     assert any("flywheel sits below mining" in f for f in found)
     assert any("private module" in f for f in found)
     assert any("top layer" in f for f in found)

@@ -173,6 +173,7 @@ def test_usage_errors(lake, vendor):
 def test_public_surface():
     assert sorted(labeling.__all__) == [
         "BatchResult",
+        "Declined",
         "Retry",
         "SimulatedVendor",
         "SubmitSummary",
@@ -182,6 +183,7 @@ def test_public_surface():
         "Vendor",
         "approve",
         "batches",
+        "decline",
         "overdue",
         "resume",
         "status",
@@ -191,3 +193,24 @@ def test_public_surface():
         "turnaround",
         "vendor_of",
     ]
+
+
+def test_a_declined_batch_sends_nothing_and_frees_its_scenes(lake, vendor):
+    (waiting,) = labeling.submit(lake, "brakes", vendor, approval_threshold=0.1).pending_approval
+    declined = labeling.decline(lake, waiting, "ana", via="test")
+    assert (declined.state, declined.changed) == ("rejected", True)
+    assert labeling.decline(lake, waiting, "bo").changed is False  # recorded once
+    events = (
+        lake.connect()
+        .execute("SELECT entity_id, attrs FROM events WHERE stage = 'rejected'")
+        .fetchall()
+    )
+    assert events == [(waiting, '{"by": "ana", "via": "test"}')]
+    with pytest.raises(InputError, match="was rejected"):
+        labeling.approve(lake, waiting, vendor)
+    assert vendor_keys(vendor) == []
+    again = labeling.submit(lake, "brakes", vendor)  # the scenes are planned anew
+    assert again.skipped == 0 and [b.state for b in again.batches] == ["submitted"]
+    assert again.batches[0].batch_id == f"{waiting}-r2"
+    with pytest.raises(InputError, match="not waiting for approval"):
+        labeling.decline(lake, again.batches[0].batch_id)
