@@ -210,6 +210,8 @@ def frame_table(log_id: str, ego: pa.Table, objects: pa.Table | None) -> pa.Tabl
     `objects` (at ingest, before they are written): DuckDB over the Arrow tables in memory."""
     con = duckdb.connect()
     try:
+        # one log is small and ingest runs logs in parallel: a second thread only costs here
+        con.execute("SET threads = 1")
         con.register("_ego", _with_log(ego, log_id))
         has_objects = objects is not None and objects.num_rows > 0
         if has_objects:

@@ -511,24 +511,35 @@ class Miner:
     # -- results -----------------------------------------------------------------------------
     def _frame(self, rows: np.ndarray, scores: np.ndarray, query: str | None) -> pd.DataFrame:
         catalog = self.catalog()
-        meta = catalog.meta.take(np.asarray(rows, dtype=np.int64))
-        names = meta.column_names  # a property that builds a new list: read it once
-        columns: dict[str, object] = {
-            name: _to_numpy(column)
-            for name, column in zip(names, meta.columns, strict=True)
-            if name not in HIDDEN
-        }
-        # build the frame once from NumPy columns: pandas inserts, reorders and Arrow's
-        # pandas metadata each cost more than the search itself at k=10
-        columns["score"] = np.asarray(scores, dtype=np.float64)
-        columns["rank"] = np.arange(1, meta.num_rows + 1)
-        if "start_ns" in columns:
-            columns["start"] = pd.to_datetime(columns["start_ns"], unit="ns", utc=True)
-        leading = [c for c in LEADING if c in columns]
-        order = leading + [c for c in columns if c not in leading]
-        frame = pd.DataFrame({c: columns[c] for c in order}, copy=False)
+        table = catalog._cache.get("result_frame")
+        if table is None:
+            table = catalog._cache["result_frame"] = _result_table(catalog.meta)
+        # one pandas take of every column at once, then the two columns of this result: at k=10
+        # building a frame column by column cost ten times the search
+        frame = table.take(np.asarray(rows, dtype=np.int64))
+        frame.isetitem(table.columns.get_loc("score"), np.asarray(scores, dtype=np.float64))
+        frame.isetitem(table.columns.get_loc("rank"), np.arange(1, len(frame) + 1))
+        frame.index = pd.RangeIndex(len(frame))
         frame.attrs["query"] = query
         return frame
+
+
+def _result_table(meta: pa.Table) -> pd.DataFrame:
+    """Every scene as a result row (score and rank blank), in result column order: built once
+    per catalog, so each result is one `take` of it."""
+    names = meta.column_names  # a property that builds a new list: read it once
+    columns: dict[str, object] = {
+        name: _to_numpy(column)
+        for name, column in zip(names, meta.columns, strict=True)
+        if name not in HIDDEN
+    }
+    columns["score"] = np.full(meta.num_rows, np.nan)
+    columns["rank"] = np.zeros(meta.num_rows, dtype=np.int64)
+    if "start_ns" in columns:
+        columns["start"] = pd.to_datetime(columns["start_ns"], unit="ns", utc=True)
+    leading = [c for c in LEADING if c in columns]
+    order = leading + [c for c in columns if c not in leading]
+    return pd.DataFrame({c: columns[c] for c in order}, copy=False)
 
 
 def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
@@ -577,9 +588,15 @@ def _read_manifest(lake) -> str | None:
 
 
 def _index_manifest_text(index: _index.Index) -> str:
+    """The manifest `index` was loaded from, as its file holds it (kept on the index: every
+    search compares it with the published one)."""
     import json
 
-    return json.dumps(index.manifest, indent=2) + "\n"
+    text = getattr(index, "_manifest_text", None)
+    if text is None:
+        text = json.dumps(index.manifest, indent=2) + "\n"
+        index._manifest_text = text  # type: ignore[attr-defined]
+    return text
 
 
 __all__ = ["Miner", "open"]

@@ -113,6 +113,7 @@ def test_public_surface():
         "FLAT_MAX",
         "KINDS",
         "SHARD_SIZE",
+        "Gallery",
         "Index",
         "Miner",
         "build_index",
