@@ -229,50 +229,82 @@ class Miner:
     # -- search ------------------------------------------------------------------------------
     @_one_snapshot
     def similar(
-        self, query: str | Sequence[float] | np.ndarray, k: int = 50, where: str | None = None
+        self,
+        query: str | Sequence[float] | np.ndarray | Sequence[str] | Sequence[Sequence[float]],
+        k: int = 50,
+        where: str | None = None,
     ) -> pd.DataFrame:
         """The `k` scenes most similar to a scene (by id, itself excluded) or to a raw vector.
 
         `score` is the cosine similarity (1 = same direction). `where`, a DuckDB boolean
         expression over scenes columns, is applied inside the search: k matching scenes come
-        back whenever k exist.
+        back whenever k exist. A list of scene ids, or of vectors (a 2-D array), is searched in
+        one call of the index: the frame then starts with `query` (the id, or the vector's
+        position) and ranks each query's scenes from 1, as separate calls would.
 
         >>> m = open(lake)
         >>> found = m.similar(scene, k=3, where="max_speed > 0")
         >>> len(found), scene in set(found["scene_id"]), list(found.columns[:2])
         (3, False, ['scene_id', 'score'])
+        >>> both = m.similar([scene, scene], k=2)
+        >>> both["query"].tolist() == [scene] * 4, both["rank"].tolist()
+        (True, [1, 2, 1, 2])
         """
         k = _positive(k, "k")
         catalog = self.catalog()
-        exclude = None
-        if isinstance(query, str):
-            row = catalog.row(query)
-            if row is None:
-                raise InputError(
-                    f"scene {query!r} is not in the lake {self.lake.root} ({catalog.count} "
-                    "scenes); list some with m.sql('SELECT scene_id, tags FROM scenes LIMIT 10')",
-                    scene_id=query,
-                )
-            if catalog.blank[row]:
-                raise InputError(
-                    f"scene {query!r} has an all-zero embedding (no direction: simulated history "
-                    "or a failed embedder), so no scene is similar to it",
-                    scene_id=query,
-                )
-            vector = catalog.vectors[row]
-            exclude = np.array([row])
-            label = repr(query)
-        else:
-            vector = _vector(query, catalog.dim)
-            label = f"<vector dim={len(vector)}>"
+        batch = _is_batch(query)
+        queries = list(query) if batch else [query]
+        if isinstance(query, list | tuple) and not query:
+            raise InputError("similar() needs a scene id, a vector, or a list of them; got []")
+        vectors, excluded, labels = [], [], []
+        for one in queries:
+            if isinstance(one, str):
+                row = self._query_row(catalog, one)
+                vectors.append(catalog.vectors[row])
+                excluded.append(row)
+                labels.append(repr(one))
+            else:
+                vectors.append(_vector(one, catalog.dim))
+                excluded.append(-1)
+                labels.append(f"<vector dim={len(vectors[-1])}>")
+        label = f"[{len(queries)} queries]" if batch else labels[0]
         mask = self._mask(where)
+        call = _call("similar", label, k, where)
         if catalog.count == 0:
-            return self._frame(
-                np.zeros(0, np.int64), np.zeros(0), _call("similar", label, k, where)
+            frame = self._frame(np.zeros(0, np.int64), np.zeros(0), call)
+            if batch:
+                frame.insert(0, "query", pd.Series([], dtype=object))
+            return frame
+        exclude = np.asarray(excluded, dtype=np.int64)
+        sims, rows = _search.knn(
+            catalog, self.index(), np.stack(vectors), k, mask,
+            exclude if (exclude >= 0).any() else None,
+        )  # fmt: skip
+        keep = rows >= 0
+        frame = self._frame(rows[keep], sims[keep], call)
+        if not batch:
+            return frame
+        counts = keep.sum(axis=1)
+        frame["rank"] = np.concatenate([np.arange(1, c + 1) for c in counts]) if len(frame) else []
+        names = [q if isinstance(q, str) else i for i, q in enumerate(queries)]
+        frame.insert(0, "query", np.repeat(np.asarray(names, dtype=object), counts))
+        return frame
+
+    def _query_row(self, catalog: Catalog, scene_id: str) -> int:
+        row = catalog.row(scene_id)
+        if row is None:
+            raise InputError(
+                f"scene {scene_id!r} is not in the lake {self.lake.root} ({catalog.count} "
+                "scenes); list some with m.sql('SELECT scene_id, tags FROM scenes LIMIT 10')",
+                scene_id=scene_id,
             )
-        sims, rows = _search.knn(catalog, self.index(), vector[None, :], k, mask, exclude)
-        keep = rows[0] >= 0
-        return self._frame(rows[0][keep], sims[0][keep], _call("similar", label, k, where))
+        if catalog.blank[row]:
+            raise InputError(
+                f"scene {scene_id!r} has an all-zero embedding (no direction: simulated history "
+                "or a failed embedder), so no scene is similar to it",
+                scene_id=scene_id,
+            )
+        return row
 
     @_one_snapshot
     def rare(self, k: int = 100, where: str | None = None, neighbors: int = 10) -> pd.DataFrame:
@@ -547,6 +579,16 @@ def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_timestamp(column.type):
         return column.to_pandas()
     return column.to_numpy()
+
+
+def _is_batch(query: object) -> bool:
+    """Several queries: a list or tuple of scene ids or of vectors, or a 2-D array."""
+    if isinstance(query, np.ndarray):
+        return query.ndim == 2
+    if isinstance(query, list | tuple) and query:
+        first = query[0]
+        return isinstance(first, str | list | tuple | np.ndarray)
+    return False
 
 
 def _positive(value: int, name: str) -> int:

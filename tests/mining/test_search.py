@@ -192,3 +192,23 @@ def test_scenes_with_a_blank_embedding_are_left_out_of_similarity(lake_copy, kin
     assert "60 candidate scenes have an all-zero embedding" in capsys.readouterr().err
     miner.save("with-history", sorted(blank)[:3])  # selections still take any scene
     assert len(miner.selection("with-history")) == 3
+
+
+def test_a_batch_of_queries_gives_what_single_queries_give(miner):
+    ids = miner.sql("SELECT scene_id FROM scenes ORDER BY scene_id LIMIT 5").scene_id.tolist()
+    vectors = miner.catalog().vectors[miner.catalog().rows(ids)]
+    for batch, where in ((ids, None), (vectors, None), (ids, "n_pedestrians > 0")):
+        together = miner.similar(batch, k=4, where=where)
+        for i, query in enumerate(batch):
+            one = miner.similar(query, k=4, where=where)
+            name = query if isinstance(query, str) else i
+            part = together[together["query"] == name].drop(columns="query")
+            assert part["scene_id"].tolist() == one["scene_id"].tolist()
+            assert np.allclose(part["score"], one["score"]) and part["rank"].tolist() == [
+                1,
+                2,
+                3,
+                4,
+            ]
+    with pytest.raises(InputError, match="list of them"):
+        miner.similar([], k=3)
