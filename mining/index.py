@@ -61,17 +61,26 @@ class Shard:
         return int(self.entry["count"])
 
     def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+        self,
+        queries: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None,
+        fraction: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top `k` (similarities, local positions); `allowed` (bool per position) is applied
-        inside FAISS as an ID selector, with the search effort widened to match."""
+        inside FAISS as an ID selector, with the search effort widened to match: by
+        `fraction` (the share of the query's neighbourhood that is allowed, when the caller
+        measured it), else by the share of positions allowed."""
         kwargs: dict[str, Any] = {}
         widen = 1.0
         if allowed is not None:
             bitmap = np.packbits(allowed, bitorder="little")
             kwargs["sel"] = faiss.IDSelectorBitmap(bitmap)
-            fraction = max(float(allowed.mean()), 1e-6)
-            widen = min(SELECTOR_MAX_WIDEN, max(SELECTOR_MIN_WIDEN, 1.0 / fraction))
+            if fraction is None:
+                fraction = max(float(allowed.mean()), 1e-6)
+                widen = min(SELECTOR_MAX_WIDEN, max(SELECTOR_MIN_WIDEN, 1.0 / fraction))
+            else:
+                widen = min(SELECTOR_MAX_WIDEN, 2.0 / max(fraction, 1e-6))
         kind = self.entry["kind"]
         if kind == "hnsw":
             ef = int(min(4096, max(HNSW_EF_SEARCH, 2 * k) * widen))
@@ -120,10 +129,15 @@ class Index:
         )
 
     def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None = None,
+        fraction: float | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top `k` (similarities, positions) per query, best first; -1 (and -inf) where fewer
-        were found. `allowed` (bool per position) restricts the search inside FAISS."""
+        were found. `allowed` (bool per position) restricts the search inside FAISS, with the
+        effort widened by `fraction` (see `Shard.search`)."""
         k = max(1, min(int(k), self.count))
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         sims_parts, position_parts = [], []
@@ -131,7 +145,7 @@ class Index:
             part = None if allowed is None else allowed[shard.start : shard.start + shard.count]
             if part is not None and not part.any():
                 continue  # nothing allowed in this shard: skip it
-            sims, positions = shard.search(queries, min(k, shard.count), part)
+            sims, positions = shard.search(queries, min(k, shard.count), part, fraction)
             missing = positions < 0
             if missing.any():
                 sims = np.where(missing, -np.inf, sims)

@@ -6,10 +6,16 @@ allowed scenes when the index is exact, and never fewer than k when k are allowe
 - Scenes ingested after the index was built (the unindexed tail) are searched exactly and
   merged, so they are never missed; scenes gone from the lake are dropped (the search asks for
   as many extra neighbours as there are such positions).
-- A filter (`allowed`, from `where`) is applied inside the search, never to a short list:
-  when few scenes pass (or the index is exact) the search is an exact scan of just those
-  scenes; otherwise FAISS searches with an ID selector and a widened effort, and if it still
-  returns fewer than k the search falls back to the exact scan.
+- A filter (`allowed`, from `where`) is applied inside the search, never to a short list,
+  and planned per query from what it allows:
+  - few scenes pass (at most `EXACT_FILTERED_MAX`), or the index is exact: an exact scan of
+    just those scenes, over their vectors gathered once per filter (`Filtered`);
+  - many pass: a probe of the query's unfiltered neighbourhood (`PROBE` scenes) measures how
+    much of it the filter allows. Where that share is at least `LOCAL_MIN`, FAISS searches
+    with an ID selector and an effort widened by it; where the filter leaves the query's
+    neighbourhood nearly empty (a filter correlated with the embedding), a graph search would
+    stall in the excluded region, so that query scans the allowed scenes exactly. A selector
+    search that still returns fewer than k falls back to the exact scan too.
 """
 
 from __future__ import annotations
@@ -19,26 +25,38 @@ import numpy as np
 from mining.catalog import Catalog
 from mining.index import Index, best
 
-# A filtered search scans the allowed vectors exactly up to this many: at 1M scenes (dim 35)
-# that costs 3-12 ms a query here, while HNSW with an ID selector at 50-60% selectivity gave
-# recall@10 of 0.965-0.98 even at efSearch 512, worst when the filter is correlated with the
-# embedding (bench/mining.py). Beyond this many allowed scenes the selector search is used.
-EXACT_FILTERED_MAX = 1_000_000
+# A filtered search scans the allowed vectors exactly up to this many (dim 35: ~1-2 ms a query
+# over vectors gathered once); beyond, it is planned per query from its neighbourhood.
+EXACT_FILTERED_MAX = 100_000
+# The unfiltered neighbours a filtered query looks at to see how much of its region passes,
+# and the share below which a selector search is not trusted (HNSW with an ID selector gave
+# recall@10 of 0 for queries whose region a correlated filter excludes, bench/mining.py).
+PROBE = 100
+LOCAL_MIN = 0.2
+# Gathered vectors of recent filters kept per catalog, in bytes (a 50% filter at 1M x 35: 70 MB).
+FILTERED_CACHE_BYTES = 512 * 2**20
 # Queries times vectors per block of an exact scan (~64 MB of float32 similarities).
 BLOCK = 16_000_000
 
 
 def exact(
-    queries: np.ndarray, vectors: np.ndarray, rows: np.ndarray, k: int
+    queries: np.ndarray,
+    vectors: np.ndarray,
+    rows: np.ndarray,
+    k: int,
+    rows_of: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top k (similarities, rows) of `queries` among `vectors[rows]`; -1 pads."""
+    """Exact top k (similarities, rows) of `queries` among `vectors[rows]`; -1 pads. With
+    `rows_of`, `vectors` is already the gathered subset (`rows` all of it) and the rows
+    returned are `rows_of[...]`."""
     nq = len(queries)
     k_eff = min(k, len(rows))
     scores = np.full((nq, k), -np.inf, dtype=np.float32)
     found = np.full((nq, k), -1, dtype=np.int64)
     if k_eff == 0 or nq == 0:
         return scores, found
-    subset = vectors[rows]
+    subset = vectors if rows_of is not None else vectors[rows]
+    names = rows_of if rows_of is not None else rows
     step = max(1, BLOCK // max(1, len(rows)))
     for lo in range(0, nq, step):
         sims = queries[lo : lo + step] @ subset.T
@@ -49,8 +67,49 @@ def exact(
         top_sims = np.take_along_axis(sims, top, axis=1)
         order = np.argsort(-top_sims, axis=1, kind="stable")
         scores[lo : lo + step, :k_eff] = np.take_along_axis(top_sims, order, axis=1)
-        found[lo : lo + step, :k_eff] = rows[np.take_along_axis(top, order, axis=1)]
+        found[lo : lo + step, :k_eff] = names[np.take_along_axis(top, order, axis=1)]
     return scores, found
+
+
+class Filtered:
+    """A filter's allowed rows and their vectors gathered into one contiguous array, and the
+    index positions it allows: what every query with that filter reuses."""
+
+    def __init__(self, catalog: Catalog, allowed: np.ndarray) -> None:
+        self.allowed = allowed
+        self.rows = np.flatnonzero(allowed)
+        self.vectors = np.ascontiguousarray(catalog.vectors[self.rows])
+        self.selectors: dict[object, np.ndarray] = {}
+
+    @classmethod
+    def of(cls, catalog: Catalog, allowed: np.ndarray) -> Filtered:
+        """The cached `Filtered` of `allowed` (the same mask object: `Miner` caches masks per
+        filter text), evicting the oldest past FILTERED_CACHE_BYTES."""
+        cache: dict[int, Filtered] = catalog._cache.setdefault("filtered", {})
+        found = cache.get(id(allowed))
+        if found is not None and found.allowed is allowed:
+            return found
+        made = cls(catalog, allowed)
+        cache[id(allowed)] = made
+        while (
+            len(cache) > 1 and sum(f.vectors.nbytes for f in cache.values()) > FILTERED_CACHE_BYTES
+        ):
+            cache.pop(next(iter(cache)))  # the oldest
+        return made
+
+    def selector(self, catalog: Catalog, index: Index) -> np.ndarray:
+        """The allowed index positions (stale positions are not allowed)."""
+        key = (index.manifest.get("built_at"), index.count)
+        if key not in self.selectors:
+            rows = position_rows(catalog, index)
+            live = rows >= 0
+            selector = np.zeros(index.count, dtype=bool)
+            selector[live] = self.allowed[rows[live]]
+            self.selectors = {key: selector}
+        return self.selectors[key]
+
+    def exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return exact(queries, self.vectors, np.arange(len(self.rows)), k, rows_of=self.rows)
 
 
 def position_rows(catalog: Catalog, index: Index) -> np.ndarray:
@@ -105,34 +164,51 @@ def knn(
     # the candidate rows are only materialised when an exact scan needs them (1M rows: ~1 ms)
     n_allowed = len(catalog.searchable) if allowed is None else int(np.count_nonzero(allowed))
 
-    def candidates() -> np.ndarray:
-        return catalog.searchable if allowed is None else np.flatnonzero(allowed)
+    def scan(part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if allowed is None:
+            return exact(part, catalog.vectors, catalog.searchable, want)
+        return Filtered.of(catalog, allowed).exact(part, want)
 
     if index is None or index.exact or (allowed is not None and n_allowed <= EXACT_FILTERED_MAX):
-        scores, rows = exact(queries, catalog.vectors, candidates(), want)
+        scores, rows = scan(queries)
     else:
-        scores, rows = _approximate(catalog, index, queries, want, allowed)
+        local = None if allowed is None else _local_share(catalog, index, queries, allowed)
+        scores = np.full((nq, want), -np.inf, dtype=np.float32)
+        rows = np.full((nq, want), -1, dtype=np.int64)
+        graph = np.ones(nq, bool) if local is None else local >= LOCAL_MIN
+        if graph.any():
+            fraction = None if local is None else float(local[graph].min())
+            scores[graph], rows[graph] = _approximate(
+                catalog, index, queries[graph], want, allowed, fraction
+            )
         short = (rows >= 0).sum(axis=1) < min(want, n_allowed)
-        if short.any():  # the approximate search came back short: never hand back a short list
-            scores[short], rows[short] = exact(queries[short], catalog.vectors, candidates(), want)
+        # the filter empties the query's region, or the graph came back short: scan exactly
+        if short.any():
+            scores[short], rows[short] = scan(queries[short])
     if exclude is not None:
         scores, rows = _drop(scores, rows, np.asarray(exclude, dtype=np.int64))
     return scores[:, :k].reshape(nq, k), rows[:, :k].reshape(nq, k)
 
 
-def _approximate(catalog, index, queries, want, allowed):
+def _local_share(catalog, index, queries, allowed) -> np.ndarray:
+    """Per query, the share of its PROBE unfiltered nearest scenes that `allowed` lets in."""
+    _, rows = _approximate(catalog, index, queries, PROBE, None)
+    seen = rows >= 0
+    passed = np.where(seen, allowed[np.maximum(rows, 0)], False)
+    return passed.sum(axis=1) / np.maximum(seen.sum(axis=1), 1)
+
+
+def _approximate(catalog, index, queries, want, allowed, fraction=None):
     positions_to_rows = position_rows(catalog, index)
     tail = tail_rows(catalog, index)
     if allowed is None:
         selector = None
         stale = stale_positions(catalog, index)
     else:
-        selector = np.zeros(index.count, dtype=bool)
-        live = positions_to_rows >= 0
-        selector[live] = allowed[positions_to_rows[live]]
+        selector = Filtered.of(catalog, allowed).selector(catalog, index)
         stale = 0  # stale positions are outside the selector
         tail = tail[allowed[tail]]
-    sims, positions = index.search(queries, want + stale, selector)
+    sims, positions = index.search(queries, want + stale, selector, fraction)
     rows = np.where(positions >= 0, positions_to_rows[np.maximum(positions, 0)], -1)
     sims_parts, rows_parts = [np.where(rows >= 0, sims, -np.inf)], [rows]
     if len(tail):

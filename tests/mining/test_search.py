@@ -212,3 +212,51 @@ def test_a_batch_of_queries_gives_what_single_queries_give(miner):
             ]
     with pytest.raises(InputError, match="list of them"):
         miner.similar([], k=3)
+
+
+def test_the_filter_planner_keeps_recall_for_correlated_and_independent_filters(
+    tmp_path, monkeypatch
+):
+    """Many scenes allowed and an HNSW index: each query is probed and goes to the selector
+    search or to the exact scan; both kinds of filter give the exact filtered top k."""
+    import pyarrow as pa
+
+    from flywheel import schemas
+    from flywheel.lake import Lake
+    from mining import search
+
+    rng = np.random.default_rng(7)
+    n, dim = 6000, 16
+    centres = rng.normal(size=(12, dim))
+    cluster = rng.integers(0, 12, n)
+    vectors = centres[cluster] + 0.3 * rng.normal(size=(n, dim))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    lake = Lake(tmp_path / "lake")
+    rows = {
+        "scene_id": [f"s{i:05d}" for i in range(n)], "log_id": ["log"] * n,
+        "start_ns": np.arange(n) * 10**10, "end_ns": (np.arange(n) + 1) * 10**10,
+        "max_speed": cluster.astype(float),  # correlated with the embedding: the cluster
+        "n_pedestrians": rng.integers(0, 2, n),  # independent of it
+        "embedding": pa.array(list(vectors), pa.list_(pa.float32())),
+        "embedding_version": ["test"] * n,
+    }  # fmt: skip
+    lake.write("scenes", schemas.filled(rows, schemas.SCHEMAS["scenes"], n), name="log")
+    log = {"log_id": ["log"], "source_uri": ["file:///log.mcap"], "bytes": [1],
+           "message_count": [1], "start_ns": [0], "end_ns": [1],
+           "ingested_at": pa.array([pd.Timestamp.now(tz="UTC")], schemas.UTC_TS)}  # fmt: skip
+    lake.write("logs", schemas.filled(log, schemas.SCHEMAS["logs"], 1), name="log")
+    mining.build_index(lake, kind="hnsw")
+    monkeypatch.setattr(search, "EXACT_FILTERED_MAX", 100)  # so 6,000 scenes are "many"
+    m = mining.open(lake)
+    queries = vectors[rng.choice(n, 40)] + 0.05 * rng.normal(size=(40, dim)).astype(np.float32)
+    catalog = m.catalog()
+    for where in ("max_speed >= 6", "n_pedestrians = 1", "max_speed != 3"):
+        allowed = m._mask(where)
+        routes = search._local_share(catalog, m.index(), queries, allowed) >= search.LOCAL_MIN
+        found = m.similar(queries, k=10, where=where)
+        for i, q in enumerate(queries):
+            truth = search.exact(q[None, :], catalog.vectors, np.flatnonzero(allowed), 10)[1][0]
+            got = catalog.rows(found[found["query"] == i]["scene_id"])
+            assert set(got) == set(truth), (where, i, bool(routes[i]))
+        if where == "max_speed >= 6":  # half the clusters: some queries stay in the graph
+            assert routes.any() and not routes.all()
