@@ -571,7 +571,8 @@ def _result_table(meta: pa.Table) -> pd.DataFrame:
         columns["start"] = pd.to_datetime(columns["start_ns"], unit="ns", utc=True)
     leading = [c for c in LEADING if c in columns]
     order = leading + [c for c in columns if c not in leading]
-    return pd.DataFrame({c: columns[c] for c in order}, copy=False)
+    # consolidated (one block per dtype): a take then touches 7 blocks, not 40 columns
+    return pd.DataFrame({c: columns[c] for c in order}, copy=False).copy()
 
 
 def _to_numpy(column: pa.ChunkedArray) -> np.ndarray:
