@@ -16,9 +16,9 @@ Measured for the default index (`kind="auto"`): build time, single-query p50/p99
 API (`Miner.similar(vector, k=10)`) and on the FAISS index alone, batched QPS (FAISS directly
 and through the API's batch form), recall@10 against exact search; filtered `similar(...,
 where=...)` at ~0.1%, 1%, 10%, 50% and 90% selectivity, independent of and correlated with the
-embedding, with recall@10 against exact filtered ground truth; numpy brute force as the baseline. Targets:
-recall@10 >= 0.95 with p50 <= 2 ms unfiltered, >= 100x numpy brute force, filtered
-recall@10 >= 0.99 at every selectivity.
+embedding, with recall@10 against exact filtered ground truth; numpy brute force as the
+baseline. Targets: recall@10 >= 0.95 with p50 <= 2 ms unfiltered, >= 100x numpy brute force,
+filtered recall@10 >= 0.99 at every selectivity.
 """
 
 from __future__ import annotations
