@@ -15,9 +15,9 @@ def test_flywheel_surface():
 
 def test_ingest_surface():
     assert sorted(ingest.__all__) == [
-        "DecodedLog", "Embedder", "FeatureEmbedder", "FileResult", "IngestSummary",
-        "add_embedding", "build_scenes", "discover", "ingest", "ingest_file",
-        "load_embedder", "read_log",
+        "ClipSummary", "DecodedLog", "Embedder", "FeatureEmbedder", "FileResult",
+        "IngestSummary", "add_embedding", "build_scenes", "discover", "export_clip", "ingest",
+        "ingest_file", "load_embedder", "read_log",
     ]  # fmt: skip
     assert all(hasattr(ingest, name) for name in ingest.__all__)
 
