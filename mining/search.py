@@ -73,13 +73,26 @@ def exact(
 
 class Filtered:
     """A filter's allowed rows and their vectors gathered into one contiguous array, and the
-    index positions it allows: what every query with that filter reuses."""
+    index positions it allows: what every query with that filter reuses. The vectors are
+    gathered at the first exact scan (a broad filter whose queries all take the selector
+    search never pays for the copy)."""
 
     def __init__(self, catalog: Catalog, allowed: np.ndarray) -> None:
+        self.catalog = catalog
         self.allowed = allowed
         self.rows = np.flatnonzero(allowed)
-        self.vectors = np.ascontiguousarray(catalog.vectors[self.rows])
+        self._vectors: np.ndarray | None = None
         self.selectors: dict[object, np.ndarray] = {}
+
+    @property
+    def vectors(self) -> np.ndarray:
+        if self._vectors is None:
+            self._vectors = np.ascontiguousarray(self.catalog.vectors[self.rows])
+        return self._vectors
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self._vectors is None else self._vectors.nbytes
 
     @classmethod
     def of(cls, catalog: Catalog, allowed: np.ndarray) -> Filtered:
@@ -91,9 +104,7 @@ class Filtered:
             return found
         made = cls(catalog, allowed)
         cache[id(allowed)] = made
-        while (
-            len(cache) > 1 and sum(f.vectors.nbytes for f in cache.values()) > FILTERED_CACHE_BYTES
-        ):
+        while len(cache) > 1 and sum(f.nbytes for f in cache.values()) > FILTERED_CACHE_BYTES:
             cache.pop(next(iter(cache)))  # the oldest
         return made
 
