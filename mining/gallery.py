@@ -30,13 +30,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from flywheel.errors import InputError
 from flywheel.lake import Lake, resolve
 from flywheel.output import write_output
+from ingest.signals import GROUPS, PATH_HALF_WIDTH_M
 
 WIDTH, HEIGHT = 340, 190  # px of one picture: wide, since a scene is a stretch of road
 MARGIN_M = 6.0  # metres around what is drawn
 MAX_RANGE_M = 60.0  # objects farther than this from the ego path are left out
-CORRIDOR_M = 1.5  # the triggers' path half width (ingest.signals.PATH_HALF_WIDTH_M)
 MAX_POINTS = 40  # per track and for the ego path: enough for a curve, small for 100 pictures
 # category -> colour, by the triggers' groups; a class in none is grey
 COLOURS = {
@@ -46,13 +47,7 @@ COLOURS = {
     "animal": "#8a5a2b",
     "other": "#777777",
 }
-GROUP_OF = {
-    **dict.fromkeys(("car", "truck", "bus", "van", "motorcycle", "motorbike", "vehicle",
-                     "suv", "pickup", "trailer", "construction_vehicle"), "vehicle"),
-    **dict.fromkeys(("pedestrian", "person", "walker"), "pedestrian"),
-    **dict.fromkeys(("cyclist", "bicycle", "bicyclist", "bike", "rider"), "cyclist"),
-    **dict.fromkeys(("animal", "dog", "cat", "deer", "horse", "cow", "bird"), "animal"),
-}  # fmt: skip
+GROUP_OF = {category: group for group, members in GROUPS.items() for category in members}
 # the ego path by speed: light to dark purple, apart from every category colour
 SPEED_COLOURS = ("#d9c7ef", "#b99ae0", "#9a6fd0", "#7a45bd", "#5a22a0", "#3d0a7a")
 SPEED_STEP = 5.0  # m/s per colour band
@@ -266,7 +261,7 @@ def picture(row: Any, ego: pd.DataFrame | None, objects: pd.DataFrame | None) ->
     step = max(1, len(eu) // MAX_POINTS)
     parts.append(
         f'<polyline points="{px(eu[::step], ev[::step])}" fill="none" stroke="#9fd49f" '
-        f'stroke-opacity="0.45" stroke-width="{2 * CORRIDOR_M * scale:.1f}" '
+        f'stroke-opacity="0.45" stroke-width="{2 * PATH_HALF_WIDTH_M * scale:.1f}" '
         'stroke-linecap="round" stroke-linejoin="round" data-layer="corridor"/>'
     )
     for track in tracks:
@@ -427,9 +422,9 @@ def _keyframes(lake: Lake, rows: pd.DataFrame) -> dict[str, str]:
     wanted = rows[rows["keyframe_t_ns"].notna()]
     if wanted.empty:
         return {}
-    from urllib.parse import unquote, urlparse
-
     from mcap.reader import make_reader
+
+    from ingest.clip import source_path
 
     con = lake.connect()
     con.register("_logs", pa.table({"log_id": pa.array(sorted(set(wanted["log_id"])))}))
@@ -439,9 +434,11 @@ def _keyframes(lake: Lake, rows: pd.DataFrame) -> dict[str, str]:
     out: dict[str, str] = {}
     for log_id, uri, topics in logs:
         camera = [t["topic"] for t in json.loads(topics or "[]") if t.get("kind") == "camera"]
-        parsed = urlparse(uri or "")
-        path = Path(unquote(parsed.path))
-        if not camera or parsed.scheme != "file" or path.suffix != ".mcap" or not path.is_file():
+        try:
+            path = source_path(uri or "")
+        except InputError:  # not a local file: no keyframe to read
+            continue
+        if not camera or path.suffix != ".mcap" or not path.is_file():
             continue
         mine = wanted[wanted["log_id"] == log_id]
         try:

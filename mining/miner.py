@@ -464,10 +464,13 @@ class Miner:
         """
         if isinstance(scenes, str):
             scenes = [scenes]
-        ids = scenes["scene_id"] if isinstance(scenes, pd.DataFrame) else list(scenes)
-        catalog = self.catalog()  # the scenes' rows from memory, not a query over the lake
-        rows = catalog.rows([str(s) for s in ids])
-        meta = catalog.meta.take(pa.array(rows[rows >= 0]))
+        meta = None
+        if self._catalog is not None:  # loaded by a search: the rows from memory, no query
+            ids = scenes["scene_id"] if isinstance(scenes, pd.DataFrame) else list(scenes)
+            catalog = self.catalog()
+            rows = catalog.rows([str(s) for s in ids])
+            meta = catalog.meta.take(pa.array(rows[rows >= 0]))
+        # else: a few logs' scenes files beat loading every scene into a catalog
         return _gallery(self.lake, scenes, camera=camera, rows=meta)
 
     def trigger_scenes(self, name: str) -> pd.DataFrame:
