@@ -66,6 +66,41 @@ ORPHAN_AGE_NS = 3600 * 10**9  # an unpublished generation this old has no writer
 # that listed it (a snapshot, a view) do not find its files gone (Delta's "retention", short).
 RETAIN_NS = 600 * 10**9
 T = TypeVar("T")
+LISTING_SLACK_NS = 10**9
+
+
+def _folder_stamp(folder: str) -> tuple:
+    """What changes when an entry of `folder` is added, removed or renamed; () when absent."""
+    try:
+        stat = os.stat(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return ()
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_dev)
+
+
+def _walk(folder: str, rel: str, folders: list, found: list) -> None:
+    """The Parquet files under `folder` (subfolders too, hidden ones skipped) into `found`,
+    each folder's stamp into `folders`, taken before it is read."""
+    stamp = _folder_stamp(folder)
+    folders.append((folder, stamp))
+    if not stamp:
+        return
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            if not entry.is_symlink():  # as os.walk: a linked folder is not descended
+                _walk(entry.path, f"{rel}/{entry.name}", folders, found)
+        elif entry.name.endswith(SUFFIX):
+            try:
+                stat = entry.stat()
+            except FileNotFoundError:  # replaced or removed meanwhile
+                continue
+            found.append(LakeFile(f"{rel}/{entry.name}", stat.st_mtime_ns, stat.st_size))
 
 
 @dataclass(frozen=True)
@@ -136,6 +171,8 @@ class Lake:
             self._scheme = scheme
             self._key = self.uri.split("://", 1)[1]
         self._replacing: dict[str, _Replacement] = {}
+        # table -> ((folder, stamp) of each folder walked, the files found): see _list
+        self._listings: dict[str, tuple[tuple[tuple[str, tuple], ...], tuple[LakeFile, ...]]] = {}
 
     def __repr__(self) -> str:
         return f"Lake({self.uri!r})"
@@ -231,7 +268,14 @@ class Lake:
         return Snapshot(files)
 
     def _list(self, tables: list[str]) -> dict[str, list[LakeFile]]:
-        """Every Parquet file of each table, all generations, sorted (hidden files excluded)."""
+        """Every Parquet file of each table, all generations, sorted (hidden files excluded).
+
+        A local table's listing is reused while none of its folders changed (a stat per folder,
+        not per file: a search in a notebook lists the lake on every call). Adding, removing
+        or renaming a file into a folder changes the folder's stamp, and the lake writes every
+        file that way; a folder changed less than LISTING_SLACK_NS before it was listed is
+        listed again next time, as git does with "racily clean" entries.
+        """
         out: dict[str, list[LakeFile]] = {t: [] for t in tables}
         if not self.local:
             # one listing of the whole lake: a request per table would cost more
@@ -242,18 +286,20 @@ class Lake:
                     out[rel.split("/", 1)[0]].append(LakeFile(rel, stamp, int(info.get("size", 0))))
             return out
         for table in tables:
-            for folder, subfolders, names in os.walk(self.table_dir(table)):
-                subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-                for name in names:
-                    if name.endswith(SUFFIX) and not name.startswith("."):
-                        path = Path(folder) / name
-                        try:
-                            stat = path.stat()
-                        except FileNotFoundError:  # replaced or removed meanwhile
-                            continue
-                        rel = path.relative_to(self.root).as_posix()
-                        out[table].append(LakeFile(rel, stat.st_mtime_ns, stat.st_size))
-            out[table].sort(key=lambda f: f.rel)
+            cached = self._listings.get(table)
+            if cached is not None and all(_folder_stamp(f) == stamp for f, stamp in cached[0]):
+                out[table] = list(cached[1])
+                continue
+            started = time.time_ns()
+            folders: list[tuple[str, tuple]] = []
+            found: list[LakeFile] = []
+            _walk(str(self.table_dir(table)), table, folders, found)
+            found.sort(key=lambda f: f.rel)
+            out[table] = found
+            if all(not stamp or stamp[1] < started - LISTING_SLACK_NS for _, stamp in folders):
+                self._listings[table] = (tuple(folders), tuple(found))
+            else:  # changed just now: a change in the same clock tick would keep its stamp
+                self._listings.pop(table, None)
         return out
 
     def _object_files(self, prefix: str, suffix: str = SUFFIX) -> list[tuple[str, dict]]:

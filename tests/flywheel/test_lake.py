@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from flywheel import schemas
@@ -138,3 +139,43 @@ def test_published_files_names_each_logs_published_file_only(tmp_path):
     assert lake.published_files("gnss", ["a", "b", "c"]) == {"a": "gnss/a.parquet"}
     # what the views show: the rows of published logs only
     assert lake.connect().execute("SELECT DISTINCT log_id FROM gnss").fetchall() == [("a",)]
+
+
+def _age(folder, seconds: float = 60.0) -> None:
+    """Make `folder` look unchanged for `seconds`, so its listing is kept (Lake._list)."""
+    past = os.stat(folder).st_mtime - seconds
+    os.utime(folder, (past, past))
+
+
+def test_a_kept_listing_still_sees_every_change_any_writer_makes(tmp_path):
+    lake = Lake(tmp_path)
+    lake.write("logs", logs_row("a"), name="a")
+    _age(tmp_path / "logs")
+    assert lake.file_stats("logs") == lake.file_stats("logs")  # listed, then kept
+    assert [p.name for p in lake.files("logs")] == ["a.parquet"]
+    # another process (a fresh Lake) adds, replaces and removes files: each is seen at once
+    other = Lake(tmp_path)
+    other.write("logs", logs_row("b"), name="b")
+    assert [p.name for p in lake.files("logs")] == ["a.parquet", "b.parquet"]
+    _age(tmp_path / "logs")
+    before = dict((p, size) for p, _, size in lake.file_stats("logs"))
+    other.write("logs", pa.concat_tables([logs_row("b")] * 50), name="b")
+    after = dict((p, size) for p, _, size in lake.file_stats("logs"))
+    b = str(tmp_path / "logs" / "b.parquet")
+    assert after[b] > before[b]
+    _age(tmp_path / "logs")
+    lake.files("logs")
+    os.remove(tmp_path / "logs" / "a.parquet")
+    assert [p.name for p in lake.files("logs")] == ["b.parquet"]
+    # a file in a new subfolder: the subfolder changes its parent's stamp
+    _age(tmp_path / "logs")
+    lake.files("logs")
+    (tmp_path / "logs" / "part").mkdir()
+    pq.write_table(logs_row("c"), tmp_path / "logs/part/c.parquet")
+    assert "c.parquet" in [p.name for p in lake.files("logs")]
+    # and a file written into that (aged) subfolder
+    _age(tmp_path / "logs" / "part")
+    _age(tmp_path / "logs")
+    lake.files("logs")
+    pq.write_table(logs_row("d"), tmp_path / "logs/part/d.parquet")
+    assert "d.parquet" in [p.name for p in lake.files("logs")]
