@@ -1,6 +1,7 @@
 """Mining search at scale: the default index against numpy brute force, in one run.
 
     .venv/bin/python bench/mining.py [--n 1000000] [--out bench/out/mining]
+                                     [--dim 768 --kind ivfpq]
 
 Data: generated drive logs (sim.generate, cached under --out) are ingested into a source
 lake; its real scene embeddings (FeatureEmbedder, 35-dim, unit norm) are expanded to N scenes
@@ -8,17 +9,21 @@ by perturbing real scenes: each synthetic scene copies a source scene's features
 them (speeds, decelerations, distances x lognormal noise, object counts rescaled, the hour
 shifted), takes its kinematics from another source scene with the same tags one time in three,
 is embedded with the project's embedder, then gets small Gaussian noise in embedding space and
-is re-normalised. Held-out queries are made the same way and are not in the lake. The N scenes
+is re-normalised. Held-out queries are made the same way and are not in the lake. With
+`--dim D` (wide embeddings, as a learned encoder gives) every scene's 35 numbers are lifted to
+D by a fixed random layer (tanh), with noise of its own in D dimensions, so the same scenes,
+filters and neighbourhoods are measured at width D. The N scenes
 are written as a lake's `scenes` table with their metadata (filters independent of the
 embedding use a hash of the scene id), so `mining.open(lake)` and `build_index` are measured.
 
-Measured for the default index (`kind="auto"`): build time, single-query p50/p99 through the
+Measured for the index of `--kind` (default `auto`): build time, single-query p50/p99 through the
 API (`Miner.similar(vector, k=10)`) and on the FAISS index alone, batched QPS (FAISS directly
 and through the API's batch form), recall@10 against exact search; filtered `similar(...,
 where=...)` at ~0.1%, 1%, 10%, 50% and 90% selectivity, independent of and correlated with the
 embedding, with recall@10 against exact filtered ground truth; numpy brute force as the
-baseline. Targets: recall@10 >= 0.95 with p50 <= 2 ms unfiltered, >= 100x numpy brute force,
-filtered recall@10 >= 0.99 at every selectivity.
+baseline. Targets: recall@10 >= 0.95 unfiltered with the API's p50 within 0.3 ms of the index
+alone and >= 100x numpy brute force; filtered recall@10 >= 0.99 and p50 <= 3 ms at every
+selectivity (5 ms at width 768), a `where` never seen before costing <= 20 ms more.
 """
 
 from __future__ import annotations
@@ -44,11 +49,14 @@ from flywheel.lake import Lake
 from ingest import ingest
 from ingest.embed import FeatureEmbedder
 from ingest.scenes import SCENE_FEATURES
+from mining import index as mining_index
 from mining import search as _search
 from sim import generate
 
 K = 10
-TARGET_RECALL, TARGET_P50_MS, TARGET_SPEEDUP, TARGET_FILTERED_RECALL = 0.95, 2.0, 100.0, 0.99
+TARGET_RECALL, TARGET_SPEEDUP, TARGET_FILTERED_RECALL = 0.95, 100.0, 0.99
+TARGET_API_OVERHEAD_MS, TARGET_FIRST_EXTRA_MS = 0.3, 20.0
+TARGET_FILTERED_P50_MS = {35: 3.0, 768: 5.0}  # by width; the wider target applies beyond 35
 KINEMATIC = (
     "max_speed",
     "mean_speed",
@@ -170,7 +178,22 @@ def expand(src: pa.Table, n: int, rng: np.random.Generator, noise: float, jitter
     return table, vectors
 
 
-def write_lake(root: Path, meta: pa.Table, vectors: np.ndarray, logs: pa.Table, rng) -> Lake:
+def lift(vectors: np.ndarray, dim: int, noise: float, seed: int) -> np.ndarray:
+    """The same scenes at width `dim`: a fixed random tanh layer of their vectors, plus noise
+    of its own in `dim` dimensions (a wide encoder sees more than the 35 features), unit norm."""
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(0.0, 1.0, (vectors.shape[1], dim)).astype(np.float32)
+    out = np.empty((len(vectors), dim), np.float32)
+    for lo in range(0, len(vectors), 100_000):
+        part = np.tanh(vectors[lo : lo + 100_000] @ weights)
+        part += rng.normal(0.0, noise, part.shape).astype(np.float32)
+        out[lo : lo + 100_000] = part / np.linalg.norm(part, axis=1, keepdims=True)
+    return out
+
+
+def write_lake(
+    root: Path, meta: pa.Table, vectors: np.ndarray, logs: pa.Table, rng, version: str
+) -> Lake:
     shutil.rmtree(root, ignore_errors=True)
     lake = Lake(root)
     lake.write("logs", logs, name="logs")
@@ -188,11 +211,29 @@ def write_lake(root: Path, meta: pa.Table, vectors: np.ndarray, logs: pa.Table, 
         offsets = pa.array(np.arange(0, rows * dim + 1, dim, dtype=np.int32))
         values = pa.array(vectors[lo : lo + rows].ravel(), pa.float32())
         chunk = chunk.append_column("embedding", pa.ListArray.from_arrays(offsets, values))
-        chunk = chunk.append_column(
-            "embedding_version", pa.array([FeatureEmbedder.version] * rows, pa.string())
-        )
+        chunk = chunk.append_column("embedding_version", pa.array([version] * rows, pa.string()))
         lake.write("scenes", chunk, name=f"part-{part:03d}")
     return lake
+
+
+def resident_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def index_resident_mib(lake: Lake, queries: np.ndarray) -> float:
+    """What loading the published index and searching it adds to this process's resident set."""
+    gc.collect()
+    before = resident_mib()
+    fresh = mining_index.load_index(lake)
+    for q in queries:
+        fresh.search(q[None, :], K)
+    grown = resident_mib() - before
+    del fresh
+    gc.collect()
+    return grown
 
 
 # -- exact search (numpy) -----------------------------------------------------------------------
@@ -248,6 +289,9 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.01, help="embedding noise per dim")
     parser.add_argument("--jitter", type=float, default=0.15, help="feature lognormal sigma")
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--dim", type=int, default=0, help="lift the embeddings to this width")
+    parser.add_argument("--lift-noise", type=float, default=0.05, help="noise per wide dim")
+    parser.add_argument("--kind", default="auto", help="index kind (auto, hnsw, ivfpq, ...)")
     args = parser.parse_args()
     started = time.perf_counter()
     rng = np.random.default_rng(args.seed)
@@ -258,13 +302,18 @@ def main() -> None:
     nq = args.queries
     log(f"expanding to {args.n:,} scenes + {nq} held-out queries ...")
     (meta, vectors), expand_s = timed(expand, src, args.n + nq, rng, args.noise, args.jitter)
+    version = FeatureEmbedder.version
+    if args.dim and args.dim != vectors.shape[1]:
+        log(f"lifting to width {args.dim} ...")
+        vectors = lift(vectors, args.dim, args.lift_noise, args.seed)
+        version = f"bench-lift-v1-d{args.dim}"
     queries = np.ascontiguousarray(vectors[args.n :])
     query_meta = meta.slice(args.n)
     meta, vectors = meta.slice(0, args.n), np.ascontiguousarray(vectors[: args.n])
     log(f"expanded in {expand_s:.1f} s; writing the lake ...")
-    lake_root = args.out / f"lake-{args.n}"
+    lake_root = args.out / (f"lake-{args.n}" + (f"-d{args.dim}" if args.dim else ""))
     src_ids = np.asarray(meta.column("source_scene").to_pylist(), dtype=object)
-    lake, write_s = timed(write_lake, lake_root, meta, vectors, logs, rng)
+    lake, write_s = timed(write_lake, lake_root, meta, vectors, logs, rng, version)
     del meta
     gc.collect()
     log(f"lake written in {write_s:.1f} s: {lake.root}")
@@ -273,9 +322,10 @@ def main() -> None:
     catalog, load_s = timed(miner.catalog)
     assert catalog.count == args.n and np.array_equal(catalog.vectors, vectors), "catalog order"
     vectors = catalog.vectors  # one copy in memory
-    log(f"catalog loaded in {load_s:.1f} s; building the index (kind=auto) ...")
-    index, build_s = timed(miner.build_index, "auto")
+    log(f"catalog loaded in {load_s:.1f} s; building the index (kind={args.kind}) ...")
+    index, build_s = timed(miner.build_index, args.kind)
     log(f"built {index.kind} in {build_s:.1f} s")
+    index_mib = index_resident_mib(lake, vectors[:200])
 
     # -- exact ground truth and the numpy baseline ---------------------------------------------
     log("exact ground truth (numpy) ...")
@@ -446,6 +496,8 @@ def main() -> None:
     ):
         ftable.add_column(column, justify="left" if column in ("filter", "where") else "right")
     misses = []
+    worst_p50 = worst_first = 0.0
+    p50_target = TARGET_FILTERED_P50_MS[35 if catalog.dim <= 35 else 768]
     for kind, _target, expr in filters:
         log(f"filtered: {expr} ...")
         mask = select(expr)
@@ -472,9 +524,11 @@ def main() -> None:
         short = int(((rows >= 0).sum(axis=1) < min(K, len(allowed))).sum())
         rec = recall(rows, queries[:fq], vectors, f_sims)
         p50, p99 = ms(times)
-        ok = rec.mean() >= TARGET_FILTERED_RECALL and short == 0
+        ok = rec.mean() >= TARGET_FILTERED_RECALL and short == 0 and p50 <= p50_target
         if not ok:
             misses.append((expr, rec.mean()))
+        worst_p50 = max(worst_p50, p50)
+        worst_first = max(worst_first, times[0] * 1e3 - p50)
         ftable.add_row(
             kind,
             expr,
@@ -500,9 +554,9 @@ def main() -> None:
         mark(api_recall.mean() >= TARGET_RECALL),
     )
     targets.add_row(
-        "single-query p50 <= 2 ms (API / FAISS)",
+        f"API p50 within {TARGET_API_OVERHEAD_MS} ms of the index alone (API / index)",
         f"{api_p50:.3f} / {raw_p50:.3f}",
-        mark(api_p50 <= TARGET_P50_MS),
+        mark(api_p50 - raw_p50 <= TARGET_API_OVERHEAD_MS),
     )
     targets.add_row(
         "p50 >= 100x faster than numpy (API / FAISS)",
@@ -510,10 +564,16 @@ def main() -> None:
         mark(base_p50 / api_p50 >= TARGET_SPEEDUP),
     )
     targets.add_row(
-        "filtered recall@10 >= 0.99 at every selectivity",
-        f"{len(filters) - len(misses)}/{len(filters)} filters",
+        f"filtered recall@10 >= 0.99 and p50 <= {p50_target:g} ms at every selectivity",
+        f"{len(filters) - len(misses)}/{len(filters)} filters (worst p50 {worst_p50:.2f} ms)",
         mark(not misses),
     )
+    targets.add_row(
+        f"a new `where` costs <= {TARGET_FIRST_EXTRA_MS:g} ms more than its p50 (worst)",
+        f"{worst_first:.1f} ms",
+        mark(worst_first <= TARGET_FIRST_EXTRA_MS),
+    )
+    targets.add_row("index resident (fresh load, 200 searches)", f"{index_mib:,.0f} MiB", "")
     targets.add_row("index build (s)", f"{build_s:.1f} ({index.kind})", "")
     out.print(targets)
     log(f"done in {time.perf_counter() - started:.0f} s")

@@ -5,19 +5,23 @@ tags into a vector with fixed transforms only, so a scene's vector depends on th
 and parallel ingest writes identical rows. Every lake holds one `embedding_version`; change the
 embedder and re-ingest with `--force`.
 
-Plugging in your own model: write a class (or a factory returning an object) with
+Plugging in your own model (docs/embedders.md walks through one, 768 numbers wide):
 
-- ``version: str``, which changes whenever the vector's meaning changes (include the dim),
-- ``dim: int``,
-- ``embed(scenes: pyarrow.Table) -> numpy.ndarray`` of shape ``(scenes.num_rows, dim)``,
-  a pure function of each row (no batch statistics), e.g. from the scene's ``keyframe_t_ns``,
+- as a function of one scene's rows, decorated with `scene_embedder(version, dim)`: it gets a
+  `SceneRows` (the scene's `scenes` row, and the log's ego/objects/gnss/imu rows inside the
+  scene's window) and returns `dim` numbers;
+- or as a class (or a factory returning an object) with ``version: str``, ``dim: int`` and
+  ``embed(scenes: pyarrow.Table) -> numpy.ndarray`` of shape ``(scenes.num_rows, dim)``,
+  optionally ``tables`` (names of log tables) to get ``embed(scenes, rows)`` with the log's
+  tables.
 
-put it in an importable package, and name it as ``package.module:attr``, either on the command
-line, ``flywheel ingest drives/ --embedder mypkg.embedders:ClipEmbedder``, or in
-``flywheel.toml``::
+Either way the vector is a pure function of its scene (no batch statistics), ``version``
+changes whenever the vector's meaning changes (include the dim), and the embedder lives in an
+importable package, named as ``package.module:attr``, either on the command line,
+``flywheel ingest drives/ --embedder mypkg.embedders:clip``, or in ``flywheel.toml``::
 
     [ingest]
-    embedder = "mypkg.embedders:ClipEmbedder"
+    embedder = "mypkg.embedders:clip"
 
 >>> embedder = load_embedder(None)
 >>> embedder.version, embedder.dim
@@ -27,7 +31,9 @@ line, ``flywheel ingest drives/ --embedder mypkg.embedders:ClipEmbedder``, or in
 from __future__ import annotations
 
 import importlib
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -156,6 +162,78 @@ class FeatureEmbedder:
         return f"FeatureEmbedder(version={self.version!r})"
 
 
+# The log tables a per-scene embedder sees, cut to each scene's window.
+LOG_TABLES = ("ego", "objects", "gnss", "imu")
+
+
+@dataclass(frozen=True)
+class SceneRows:
+    """One scene as a per-scene embedder sees it: its row of `scenes` (features, tags,
+    `start_ns`/`end_ns`, `keyframe_t_ns`), and each log table's rows with `t_ns` in the
+    scene's window (None when the log has no such table)."""
+
+    scene: dict[str, Any]
+    ego: pa.Table | None
+    objects: pa.Table | None
+    gnss: pa.Table | None
+    imu: pa.Table | None
+
+
+class SceneEmbedder:
+    """An embedder made of a function of one scene's rows (see `scene_embedder`)."""
+
+    tables = LOG_TABLES
+
+    def __init__(self, function: Callable[[SceneRows], Any], version: str, dim: int) -> None:
+        self.function, self.version, self.dim = function, version, dim
+
+    def embed(self, scenes: pa.Table, rows: Mapping[str, pa.Table | None] | None = None):
+        rows = rows or {}
+        windows = {name: _Windows(rows.get(name)) for name in LOG_TABLES}
+        starts = scenes.column("start_ns").to_numpy()
+        ends = scenes.column("end_ns").to_numpy()
+        out = np.zeros((scenes.num_rows, self.dim), np.float64)
+        for i, scene in enumerate(scenes.to_pylist()):
+            parts = {name: w.cut(starts[i], ends[i]) for name, w in windows.items()}
+            out[i] = np.asarray(self.function(SceneRows(scene, **parts)), np.float64)
+        return out
+
+    def __repr__(self) -> str:
+        return f"SceneEmbedder({self.function.__qualname__}, version={self.version!r})"
+
+
+def scene_embedder(version: str, dim: int) -> Callable[[Callable[[SceneRows], Any]], SceneEmbedder]:
+    """Make an embedder of a function from one scene's rows (`SceneRows`) to `dim` numbers.
+
+    >>> @scene_embedder(version="speed-v1-d2", dim=2)
+    ... def speed(rows):
+    ...     mean = 0.0 if rows.ego is None else float(rows.ego["speed"].to_numpy().mean())
+    ...     return [mean, 1.0]
+    >>> speed.version, speed.dim
+    ('speed-v1-d2', 2)
+    """
+    return lambda function: SceneEmbedder(function, version, dim)
+
+
+class _Windows:
+    """A log table sorted by `t_ns`, cut into scene windows by binary search."""
+
+    def __init__(self, table: pa.Table | None) -> None:
+        if table is not None and table.num_rows and "t_ns" in table.column_names:
+            t = table.column("t_ns").to_numpy()
+            order = np.argsort(t, kind="stable")
+            self.table: pa.Table | None = table.take(order)
+            self.t = t[order]
+        else:
+            self.table, self.t = None, np.zeros(0, np.int64)
+
+    def cut(self, start: int, end: int) -> pa.Table | None:
+        if self.table is None:
+            return None
+        lo, hi = np.searchsorted(self.t, [start, end], side="left")
+        return self.table.slice(int(lo), int(hi - lo))
+
+
 def _floats(scenes: pa.Table, column: str) -> np.ndarray:
     values = scenes.column(column).cast(pa.float64()).to_numpy()
     return np.asarray(values, dtype=np.float64)
@@ -241,8 +319,13 @@ def _looks_like_embedder(obj: object) -> bool:
     )
 
 
-def add_embedding(scenes: pa.Table, embedder: Embedder) -> pa.Table:
+def add_embedding(
+    scenes: pa.Table, embedder: Embedder, rows: Mapping[str, pa.Table | None] | None = None
+) -> pa.Table:
     """`scenes` with `embedding` (list<float32>, unit L2 norm) and `embedding_version` appended.
+
+    `rows` holds the log's tables (ego, objects, ...), given to an embedder that names
+    `tables` it reads.
 
     The embedder's vectors are checked (one row of `dim` finite numbers per scene) and
     L2-normalised here, so a custom embedder need not normalise; a row it returns as all zeros
@@ -255,7 +338,11 @@ def add_embedding(scenes: pa.Table, embedder: Embedder) -> pa.Table:
     """
     n, dim, version = scenes.num_rows, int(embedder.dim), str(embedder.version)
     if n:
-        vectors = np.asarray(embedder.embed(scenes))
+        if getattr(embedder, "tables", None):
+            wanted = {t: (rows or {}).get(t) for t in embedder.tables}  # type: ignore[attr-defined]
+            vectors = np.asarray(embedder.embed(scenes, wanted))  # type: ignore[call-arg]
+        else:
+            vectors = np.asarray(embedder.embed(scenes))
         if vectors.shape != (n, dim):
             raise ConfigError(
                 f"embedder {version!r} returned an array of shape {vectors.shape} for {n} "
@@ -288,4 +375,12 @@ def add_embedding(scenes: pa.Table, embedder: Embedder) -> pa.Table:
     return scenes.append_column("embedding_version", pa.array([version] * n, pa.string()))
 
 
-__all__ = ["Embedder", "FeatureEmbedder", "add_embedding", "load_embedder"]
+__all__ = [
+    "Embedder",
+    "FeatureEmbedder",
+    "SceneEmbedder",
+    "SceneRows",
+    "add_embedding",
+    "load_embedder",
+    "scene_embedder",
+]

@@ -282,7 +282,8 @@ def ingest_file(root: str, source: str, options: IngestOptions) -> FileResult:
                 f"unexpected {type(exc).__name__} while building scenes ({exc}); please report it"
             )
             return _quarantine(lake, uri, sha, size, reason, started, log_id)
-        scenes = add_embedding(scenes, embedder)
+        log_rows = {"ego": log.ego, "objects": log.objects, "gnss": log.gnss, "imu": log.imu}
+        scenes = add_embedding(scenes, embedder, log_rows)
         tables = {
             "ego": log.ego,
             "gnss": log.gnss,

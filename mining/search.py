@@ -8,8 +8,9 @@ allowed scenes when the index is exact, and never fewer than k when k are allowe
   as many extra neighbours as there are such positions).
 - A filter (`allowed`, from `where`) is applied inside the search, never to a short list,
   and planned per query from what it allows:
-  - few scenes pass (at most `EXACT_FILTERED_MAX`), or the index is exact: an exact scan of
-    just those scenes, over their vectors gathered once per filter (`Filtered`);
+  - few scenes pass (`exact_filtered_max`, fewer for wider vectors), or the index is exact:
+    an exact scan of just those scenes, over their vectors gathered once per filter
+    (`Filtered`);
   - many pass: a probe of the query's unfiltered neighbourhood (`PROBE` scenes) measures how
     much of it the filter allows. Where that share is at least `LOCAL_MIN`, FAISS searches
     with an ID selector and an effort widened by it; where the filter leaves the query's
@@ -25,9 +26,11 @@ import numpy as np
 from mining.catalog import Catalog
 from mining.index import Index, best
 
-# A filtered search scans the allowed vectors exactly up to this many (dim 35: ~1-2 ms a query
-# over vectors gathered once); beyond, it is planned per query from its neighbourhood.
+# A filtered search scans the allowed vectors exactly up to this many numbers (100k scenes at
+# dim 35: ~1-2 ms a query over vectors gathered once; 4.5k scenes at dim 768); beyond, it is
+# planned per query from its neighbourhood.
 EXACT_FILTERED_MAX = 100_000
+EXACT_FILTERED_VALUES = EXACT_FILTERED_MAX * 35
 # The unfiltered neighbours a filtered query looks at to see how much of its region passes,
 # and the share below which a selector search is not trusted (HNSW with an ID selector gave
 # recall@10 of 0 for queries whose region a correlated filter excludes, bench/mining.py).
@@ -37,6 +40,11 @@ LOCAL_MIN = 0.2
 FILTERED_CACHE_BYTES = 512 * 2**20
 # Queries times vectors per block of an exact scan (~64 MB of float32 similarities).
 BLOCK = 16_000_000
+
+
+def exact_filtered_max(dim: int) -> int:
+    """The most allowed scenes a filtered search scans exactly, at embedding width `dim`."""
+    return min(EXACT_FILTERED_MAX, EXACT_FILTERED_VALUES // max(dim, 1))
 
 
 def exact(
@@ -174,13 +182,18 @@ def knn(
         allowed = allowed & ~catalog.blank
     # the candidate rows are only materialised when an exact scan needs them (1M rows: ~1 ms)
     n_allowed = len(catalog.searchable) if allowed is None else int(np.count_nonzero(allowed))
+    exact_max = exact_filtered_max(catalog.dim)
 
     def scan(part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if allowed is None:
             return exact(part, catalog.vectors, catalog.searchable, want)
         return Filtered.of(catalog, allowed).exact(part, want)
 
-    if index is None or index.exact or (allowed is not None and n_allowed <= EXACT_FILTERED_MAX):
+    # unfiltered, a flat index is an exact scan too, and FAISS's is faster than numpy's
+    filtered_exact = allowed is not None and (
+        index is None or index.exact or n_allowed <= exact_max
+    )
+    if index is None or filtered_exact:
         scores, rows = scan(queries)
     else:
         local = None if allowed is None else _local_share(catalog, index, queries, allowed)

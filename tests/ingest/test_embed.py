@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from flywheel.errors import ConfigError
-from ingest.embed import FeatureEmbedder, add_embedding, load_embedder
+from ingest.embed import FeatureEmbedder, SceneRows, add_embedding, load_embedder, scene_embedder
 from ingest.scenes import build_scenes
 
 NS = 1_000_000_000
@@ -227,3 +228,77 @@ def test_load_embedder_bad_specs_name_the_spec(spec, message):
         load_embedder(spec)
     assert repr(spec) in str(caught.value)
     assert caught.value.spec == spec
+
+
+def test_a_scene_embedder_sees_its_scene_and_exactly_the_rows_in_its_window():
+    seen = []
+
+    @scene_embedder(version="window-v1-d3", dim=3)
+    def window(rows: SceneRows):
+        seen.append((rows.scene, rows.ego, rows.objects))
+        return [rows.ego.num_rows, 0 if rows.objects is None else rows.objects.num_rows, 1.0]
+
+    scenes = log(2)
+    ego = pa.table({"t_ns": T0 + np.arange(0, 30 * NS, NS // 10)[::-1], "speed": np.ones(300)})
+    objects = pa.table({"t_ns": T0 + np.array([0, 5 * NS, 12 * NS, 29 * NS]), "x": [1.0] * 4})
+    out = add_embedding(scenes, window, {"ego": ego, "objects": objects})
+    assert [s["scene_id"] for s, _, _ in seen] == scenes.column("scene_id").to_pylist()
+    all_t = ego.column("t_ns").to_numpy()
+    for scene, ego_rows, object_rows in seen:
+        lo, hi = scene["start_ns"], scene["end_ns"]
+        t = ego_rows.column("t_ns").to_numpy()
+        assert ((t >= lo) & (t < hi)).all() and len(t) == ((all_t >= lo) & (all_t < hi)).sum()
+        expected = (
+            (objects.column("t_ns").to_numpy() >= lo) & (objects.column("t_ns").to_numpy() < hi)
+        ).sum()
+        assert object_rows.num_rows == expected
+    assert out.column("embedding_version").to_pylist()[0] == "window-v1-d3"
+    # without the log's rows (a table it names is absent): None, not an error
+    empty = add_embedding(scenes, scene_embedder("none-v1-d1", 1)(lambda rows: [rows.ego is None]))
+    assert np.allclose(np.array(empty.column("embedding").to_pylist()), 1.0)
+
+
+def test_the_wide_example_embedder_ingests_and_searches_768_numbers(drives, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import mining
+    from cli import cli
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "examples"))
+    lake = tmp_path / "lake"
+    args = ["ingest", str(drives), "--lake", str(lake), "--workers", "1"]
+    result = CliRunner().invoke(cli, [*args, "--embedder", "motion_embedder:motion"])
+    assert result.exit_code == 0, result.output
+    m = mining.open(lake)
+    assert (m.catalog().dim, m.catalog().version) == (768, "motion-v1-s7-d768")
+    vectors = m.catalog().vectors
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # exact top 5 by numpy equals the API's, for a scene of each log
+    ids = m.catalog().ids
+    for row in (0, len(ids) // 2, len(ids) - 1):
+        found = m.similar(ids[row], k=5)
+        sims = vectors @ vectors[row]
+        sims[row] = -np.inf
+        assert np.allclose(found["score"].to_numpy(), np.sort(sims)[::-1][:5], atol=1e-5)
+    # the stored vector is the example's function of the scene's rows as the lake holds them
+    import motion_embedder
+
+    scene = m.sql(f"SELECT * FROM scenes WHERE scene_id = '{ids[1]}'").iloc[0]
+    window = f"log_id = '{scene.log_id}' AND t_ns >= {scene.start_ns} AND t_ns < {scene.end_ns}"
+    rows = {
+        t: pa.Table.from_pandas(m.sql(f"SELECT * FROM {t} WHERE {window} ORDER BY t_ns"))
+        for t in ("ego", "objects")
+    }
+    assert rows["ego"].num_rows > 0 and rows["objects"].num_rows > 0
+    expected = motion_embedder.motion.function(
+        SceneRows(scene.to_dict(), rows["ego"], rows["objects"], None, None)
+    )
+    assert np.allclose(vectors[1], expected / np.linalg.norm(expected), atol=1e-5)
+    # a scene embeds the same whichever scenes surround it: a second ingest changes nothing
+    again = tmp_path / "again"
+    result = CliRunner().invoke(
+        cli, ["ingest", str(drives), "--lake", str(again), "--workers", "1",
+              "--embedder", "motion_embedder:motion"]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(mining.open(again).catalog().vectors, vectors)
