@@ -13,10 +13,13 @@ allowed scenes when the index is exact, and never fewer than k when k are allowe
     (`Filtered`);
   - many pass: a probe of the query's unfiltered neighbourhood (`PROBE` scenes) measures how
     much of it the filter allows. Where that share is at least `LOCAL_MIN`, FAISS searches
-    with an ID selector and an effort widened by it; where the filter leaves the query's
-    neighbourhood nearly empty (a filter correlated with the embedding), a graph search would
-    stall in the excluded region, so that query scans the allowed scenes exactly. A selector
-    search that still returns fewer than k falls back to the exact scan too.
+    with an ID selector and an effort widened by it. Where a thin share passes (at least
+    `OVERFETCH_MIN_SHARE`), enough unfiltered neighbours to hold ~3k allowed ones are
+    fetched and filtered. Where the filter leaves the query's neighbourhood nearly empty (a
+    filter correlated with the embedding), a graph search would stall in the excluded
+    region, so that query scans the allowed scenes exactly (gathered into one array when
+    they are few, read in place when many). Any route that returns fewer than k falls back
+    to the exact scan.
 """
 
 from __future__ import annotations
@@ -36,8 +39,17 @@ EXACT_FILTERED_VALUES = EXACT_FILTERED_MAX * 35
 # recall@10 of 0 for queries whose region a correlated filter excludes, bench/mining.py).
 PROBE = 100
 LOCAL_MIN = 0.2
+# Below LOCAL_MIN but at least OVERFETCH_MIN_SHARE: the query's unfiltered neighbours are
+# fetched, enough of them to hold OVERFETCH_FACTOR times k allowed ones, and filtered (an
+# unfiltered graph search of 1,000 costs ~1-2 ms at dim 35, an exact scan of 600k rows ~10-20).
+OVERFETCH_MIN_SHARE = 0.03
+OVERFETCH_FACTOR = 3.0
+OVERFETCH_MAX = 2048
 # Gathered vectors of recent filters kept per catalog, in bytes (a 50% filter at 1M x 35: 70 MB).
 FILTERED_CACHE_BYTES = 512 * 2**20
+# A filter allowing at most this many numbers (rows x dim) has its vectors gathered into one
+# array at its first exact scan; a broader one is scanned in place.
+GATHER_MAX_VALUES = 100_000 * 35
 # Queries times vectors per block of an exact scan (~64 MB of float32 similarities).
 BLOCK = 16_000_000
 
@@ -76,6 +88,29 @@ def exact(
         order = np.argsort(-top_sims, axis=1, kind="stable")
         scores[lo : lo + step, :k_eff] = np.take_along_axis(top_sims, order, axis=1)
         found[lo : lo + step, :k_eff] = names[np.take_along_axis(top, order, axis=1)]
+    return scores, found
+
+
+def masked_exact(
+    queries: np.ndarray, vectors: np.ndarray, rows: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top k (similarities, rows) of `queries` among `vectors[rows]`, reading `vectors`
+    in place (every row is scored, then the similarities of `rows` picked: no copy of the
+    vectors); -1 pads."""
+    nq = len(queries)
+    k_eff = min(k, len(rows))
+    scores = np.full((nq, k), -np.inf, dtype=np.float32)
+    found = np.full((nq, k), -1, dtype=np.int64)
+    if k_eff == 0 or nq == 0:
+        return scores, found
+    step = max(1, BLOCK // max(1, len(vectors)))
+    for lo in range(0, nq, step):
+        sims = (queries[lo : lo + step] @ vectors.T)[:, rows]
+        top = np.argpartition(-sims, k_eff - 1, axis=1)[:, :k_eff]
+        top_sims = np.take_along_axis(sims, top, axis=1)
+        order = np.argsort(-top_sims, axis=1, kind="stable")
+        scores[lo : lo + step, :k_eff] = np.take_along_axis(top_sims, order, axis=1)
+        found[lo : lo + step, :k_eff] = rows[np.take_along_axis(top, order, axis=1)]
     return scores, found
 
 
@@ -120,14 +155,21 @@ class Filtered:
         """The allowed index positions (stale positions are not allowed)."""
         key = (index.manifest.get("built_at"), index.count)
         if key not in self.selectors:
-            rows = position_rows(catalog, index)
-            live = rows >= 0
-            selector = np.zeros(index.count, dtype=bool)
-            selector[live] = self.allowed[rows[live]]
+            if in_order(catalog, index):  # position i is row i: the filter's mask as it is
+                selector = self.allowed[: index.count]
+            else:
+                rows = position_rows(catalog, index)
+                live = rows >= 0
+                selector = np.zeros(index.count, dtype=bool)
+                selector[live] = self.allowed[rows[live]]
             self.selectors = {key: selector}
         return self.selectors[key]
 
     def exact(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self.rows) * self.catalog.dim > GATHER_MAX_VALUES:
+            # a broad filter is scanned in place: copying 600k rows cost 200 ms here (fresh
+            # memory faults in), ten times a scan of every row
+            return masked_exact(queries, self.catalog.vectors, self.rows, k)
         return exact(queries, self.vectors, np.arange(len(self.rows)), k, rows_of=self.rows)
 
 
@@ -139,6 +181,16 @@ def position_rows(catalog: Catalog, index: Index) -> np.ndarray:
         rows = catalog.rows(index.scene_ids)
         rows[(rows >= 0) & catalog.blank[np.maximum(rows, 0)]] = -1
         catalog._cache[key] = rows
+    return catalog._cache[key]
+
+
+def in_order(catalog: Catalog, index: Index) -> bool:
+    """Whether index position i holds catalog row i for every position (the index was built
+    from these scenes in id order, none left since): a filter's mask is then its selector."""
+    key = ("in_order", index.manifest.get("built_at"), index.count)
+    if key not in catalog._cache:
+        rows = position_rows(catalog, index)
+        catalog._cache[key] = bool(np.array_equal(rows, np.arange(len(rows))))
     return catalog._cache[key]
 
 
@@ -205,6 +257,14 @@ def knn(
             scores[graph], rows[graph] = _approximate(
                 catalog, index, queries[graph], want, allowed, fraction
             )
+        if local is not None:
+            # a thin share of the region passes: the allowed among enough unfiltered
+            # neighbours are the nearest allowed ones
+            over = ~graph & (local >= OVERFETCH_MIN_SHARE)
+            if over.any():
+                scores[over], rows[over] = _overfetch(
+                    catalog, index, queries[over], want, allowed, float(local[over].min())
+                )
         short = (rows >= 0).sum(axis=1) < min(want, n_allowed)
         # the filter empties the query's region, or the graph came back short: scan exactly
         if short.any():
@@ -212,6 +272,18 @@ def knn(
     if exclude is not None:
         scores, rows = _drop(scores, rows, np.asarray(exclude, dtype=np.int64))
     return scores[:, :k].reshape(nq, k), rows[:, :k].reshape(nq, k)
+
+
+def _overfetch(catalog, index, queries, want, allowed, share):
+    """The top `want` allowed among each query's unfiltered nearest `OVERFETCH_FACTOR * want /
+    share` (at most OVERFETCH_MAX); short rows fall back to the exact scan in `knn`."""
+    fetch = int(min(OVERFETCH_MAX, np.ceil(OVERFETCH_FACTOR * want / share)))
+    sims, found = _approximate(catalog, index, queries, fetch, None)
+    passed = (found >= 0) & allowed[np.maximum(found, 0)]
+    order = np.argsort(~passed, axis=1, kind="stable")[:, :want]  # allowed first, by rank
+    sims = np.where(passed, sims, -np.inf)
+    found = np.where(passed, found, -1)
+    return np.take_along_axis(sims, order, axis=1), np.take_along_axis(found, order, axis=1)
 
 
 def _local_share(catalog, index, queries, allowed) -> np.ndarray:

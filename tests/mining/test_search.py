@@ -218,7 +218,7 @@ def test_the_filter_planner_keeps_recall_for_correlated_and_independent_filters(
     tmp_path, monkeypatch
 ):
     """Many scenes allowed and an HNSW index: each query is probed and goes to the selector
-    search or to the exact scan; both kinds of filter give the exact filtered top k."""
+    search, the over-fetch or the exact scan; every route gives the exact filtered top k."""
     import pyarrow as pa
 
     from flywheel import schemas
@@ -250,9 +250,20 @@ def test_the_filter_planner_keeps_recall_for_correlated_and_independent_filters(
     m = mining.open(lake)
     queries = vectors[rng.choice(n, 40)] + 0.05 * rng.normal(size=(40, dim)).astype(np.float32)
     catalog = m.catalog()
-    for where in ("max_speed >= 6", "n_pedestrians = 1", "max_speed != 3"):
+    routes_taken = set()
+    for where in (
+        "max_speed >= 6",
+        "n_pedestrians = 1",
+        "max_speed != 3",
+        "hash(scene_id) % 10 = 0",
+    ):
         allowed = m._mask(where)
-        routes = search._local_share(catalog, m.index(), queries, allowed) >= search.LOCAL_MIN
+        local = search._local_share(catalog, m.index(), queries, allowed)
+        routes = local >= search.LOCAL_MIN
+        routes_taken |= {
+            "graph" if r else "overfetch" if s >= search.OVERFETCH_MIN_SHARE else "exact"
+            for r, s in zip(routes, local, strict=True)
+        }
         found = m.similar(queries, k=10, where=where)
         for i, q in enumerate(queries):
             truth = search.exact(q[None, :], catalog.vectors, np.flatnonzero(allowed), 10)[1][0]
@@ -260,3 +271,5 @@ def test_the_filter_planner_keeps_recall_for_correlated_and_independent_filters(
             assert set(got) == set(truth), (where, i, bool(routes[i]))
         if where == "max_speed >= 6":  # half the clusters: some queries stay in the graph
             assert routes.any() and not routes.all()
+    # every route of the planner was taken, and each gave the exact answer
+    assert routes_taken == {"graph", "overfetch", "exact"}
