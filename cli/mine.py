@@ -71,10 +71,10 @@ def _show(
 @lake_option
 @click.option(
     "--kind",
-    type=click.Choice(("auto", "flat", "ivf", "hnsw")),
+    type=click.Choice(("auto", "flat", "ivf", "hnsw", "ivfpq")),
     default="auto",
     show_default=True,
-    help="auto: exact while that is fast, HNSW beyond.",
+    help="auto: exact while that is fast, HNSW beyond; ivfpq: on disk, for lakes beyond memory.",
 )
 @click.option(
     "--full",

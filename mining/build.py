@@ -47,7 +47,7 @@ from mining.catalog import vectors_of
 from mining.index import HNSW_EF_SEARCH, INDEX_DIR, MANIFEST, Index, load_index, read_manifest
 
 FORMAT = 2
-KINDS = ("auto", "flat", "ivf", "hnsw")
+KINDS = ("auto", "flat", "ivf", "hnsw", "ivfpq")
 # Exact search stays under ~0.5 ms per query up to 50k vectors here and jumps to ~14 ms at
 # 100k (the scan leaves the cache); HNSW answers in ~0.05 ms with recall ~1.0 and builds at
 # ~15k vectors/s. So: exact while it costs under a millisecond, HNSW beyond.
@@ -60,6 +60,18 @@ SHARD_SIZE = 1_000_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 READ_BATCH = 65_536  # rows per read of a scenes file while building a shard
+# ivfpq: ~4·sqrt(n) lists, probed 1/16 of them (as ivf); PQ codes of one byte per
+# PQ_SUBDIM dimensions, at most PQ_MAX_M bytes. At 1M scenes of dim 35 with re-ranking,
+# 2-dim subvectors (18 bytes) gave recall@10 0.985-0.998, 4-dim (9 bytes) 0.80, 5-dim 0.68.
+# Untested at 512-1024 dims, where PQ_MAX_M caps a code at 64 bytes (8-16-dim subvectors).
+PQ_SUBDIM = 2
+PQ_MAX_M = 64
+PQ_BITS = 8
+PQ_TRAIN_PER_LIST = 64  # training sample per list (FAISS warns below 39)
+PQ_ITERATIONS = 10  # k-means iterations of the PQ codebooks, as of the lists (FAISS: 25)
+# shards with fewer vectors than PQ needs to train 2**PQ_BITS centroids are flat (exact)
+PQ_MIN_TRAIN = 39 * 2**PQ_BITS
+VECTORS_DTYPE = "float32"  # of the re-rank file (float16 halves it; bench/index_disk.py)
 
 
 def choose_kind(count: int, kind: str = "auto") -> str:
@@ -346,9 +358,18 @@ def build_shard(lake: Lake, spec: dict) -> dict:
     if blank:  # all-zero embeddings have no direction: never searched (mining.catalog.blank)
         ids = [i for i, keep in zip(ids, directed, strict=True) if keep]
         vectors = vectors[directed]
-    faiss_index, params = _make(spec["kind"], vectors, dim)
-    del vectors
     files = {"index": f"{spec['name']}.faiss", "ids": f"{spec['name']}.ids.parquet"}
+    if spec["kind"] == "ivfpq":
+        faiss_index, params, order = _make_pq(vectors, dim)
+        # positions in list order: the vectors a query's lists hold lie together on disk
+        ids, stored = [ids[i] for i in order], vectors[order].astype(VECTORS_DTYPE)
+        del vectors
+        files["vectors"] = f"{spec['name']}.vectors.npy"
+        lake.put(f"{INDEX_DIR}/{files['vectors']}", lambda p: _save_npy(p, stored))
+        del stored
+    else:
+        faiss_index, params = _make(spec["kind"], vectors, dim)
+        del vectors
     lake.put(f"{INDEX_DIR}/{files['index']}", lambda p: faiss.write_index(faiss_index, str(p)))
     table = pa.table({"scene_id": pa.array(ids, pa.string())})
     lake.put(f"{INDEX_DIR}/{files['ids']}", lambda p: pq.write_table(table, p))
@@ -465,3 +486,48 @@ def _make(kind: str, vectors: np.ndarray, dim: int) -> tuple[Any, dict]:
     if n:
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index, params
+
+
+def _make_pq(vectors: np.ndarray, dim: int) -> tuple[Any, dict, np.ndarray]:
+    """An IVF-PQ index over `vectors` (zero-padded to a multiple of the PQ's subquantizers;
+    zeros change no inner product), its params, and the order its positions take: sorted by
+    list, so a probed list's vectors are contiguous in the re-rank file."""
+    n = len(vectors)
+    m = max(1, min(PQ_MAX_M, -(-dim // PQ_SUBDIM)))
+    pad = -dim % m
+    x = np.pad(np.ascontiguousarray(vectors, dtype=np.float32), ((0, 0), (0, pad)))
+    d = max(dim + pad, 1)
+    if n < PQ_MIN_TRAIN:
+        index = faiss.IndexFlatIP(d)
+        if n:
+            index.add(x)
+        return index, {"pad": pad}, np.arange(n)
+    nlist = int(max(1, min(4 * np.sqrt(n), n // PQ_TRAIN_PER_LIST)))
+    quantizer = faiss.IndexFlatIP(d)
+    index = faiss.IndexIVFPQ(quantizer, d, nlist, m, PQ_BITS, faiss.METRIC_INNER_PRODUCT)
+    index.pq.cp.niter = PQ_ITERATIONS  # 25 took 2.5x as long (bench/index_disk.py)
+    rng = np.random.default_rng(0)
+    sample = x[np.sort(rng.choice(n, min(n, PQ_TRAIN_PER_LIST * nlist), replace=False))]
+    index.train(sample)
+    del sample
+    _, lists = quantizer.search(x, 1)
+    order = np.argsort(lists.ravel(), kind="stable")
+    x, lists = np.ascontiguousarray(x[order]), np.ascontiguousarray(lists.ravel()[order])
+    # the lists are assigned already: add them as such rather than search the quantizer again
+    index.add_core(n, faiss.swig_ptr(x), None, faiss.swig_ptr(lists))
+    index.nprobe = max(1, nlist // 16)
+    params = {
+        "nlist": nlist,
+        "nprobe": int(index.nprobe),
+        "m": m,
+        "nbits": PQ_BITS,
+        "pad": pad,
+        "trained_on": int(min(n, PQ_TRAIN_PER_LIST * nlist)),
+        "vectors_dtype": VECTORS_DTYPE,
+    }
+    return index, params, order
+
+
+def _save_npy(path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:  # np.save on a path would append ".npy" to it
+        np.save(handle, array)

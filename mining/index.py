@@ -17,6 +17,11 @@ Kinds (inner product on unit vectors, i.e. cosine similarity):
   build 2.7 s / 50k, 6 s / 100k, 43 s / 500k; p50 0.03-0.11 ms; recall@10 0.995-1.0.
 - ``ivf``: inverted lists (nlist ~ 4·sqrt(n) per shard, nprobe = nlist/16): faster to build
   than HNSW, slower to query; for lakes where build time matters more than latency.
+- ``ivfpq``: inverted lists of product-quantised codes, for lakes beyond memory. Each shard
+  keeps its FAISS index and its vectors (`<shard>.vectors.npy`) on disk and memory-maps both,
+  so a process holds what its searches touch, not the lake. A shard's top `rerank_count(k)`
+  PQ candidates are re-ranked exactly against its vectors (the similarities returned are exact
+  cosine), shards are searched in parallel threads and merged (docs/scaling.md, 10M scenes).
 - ``auto``: flat up to FLAT_MAX scenes, HNSW beyond (see FLAT_MAX for why).
 
 Scenes ingested after a build are not in the index; the search covers them exactly
@@ -27,11 +32,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import faiss
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flywheel import console
@@ -46,15 +54,32 @@ HNSW_EF_SEARCH = 64
 # k matches that were not the nearest (recall 0.96-0.99, bench/mining.py).
 SELECTOR_MIN_WIDEN = 8.0
 SELECTOR_MAX_WIDEN = 64.0
+# ivfpq: PQ candidates per shard re-ranked exactly, max(k * RERANK_FACTOR, RERANK_MIN). At 1M
+# scenes (dim 35, 18-byte codes, nprobe = nlist/16) 100 candidates gave recall@10 0.985 and 400
+# gave 0.998 for +0.05 ms; the re-rank reads one row of the vectors file per candidate.
+RERANK_FACTOR = 20
+RERANK_MIN = 200
+RERANK_BLOCK = 8_000_000  # floats of candidate vectors gathered at once (32 MB)
+# ivfpq shard files are memory-mapped: the FAISS lists (read-only) and the vectors file
+MMAP_FLAGS = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
+
+
+def rerank_count(k: int) -> int:
+    """How many PQ candidates an ivfpq shard re-ranks exactly for a top `k`."""
+    return max(k * RERANK_FACTOR, RERANK_MIN)
 
 
 @dataclass
 class Shard:
-    """One FAISS index over `count` vectors, at global positions `start` ... `start+count-1`."""
+    """One FAISS index over `count` vectors, at global positions `start` ... `start+count-1`,
+    with the scene id at each of its positions (an Arrow array: 10M ids as Python strings
+    would take ~0.7 GB) and, for ivfpq, its memory-mapped vectors for the exact re-rank."""
 
     faiss_index: Any
     start: int
     entry: dict  # the shard's manifest entry
+    ids: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    vectors: np.ndarray | None = None
 
     @property
     def count(self) -> int:
@@ -82,6 +107,8 @@ class Shard:
             else:
                 widen = min(SELECTOR_MAX_WIDEN, 2.0 / max(fraction, 1e-6))
         kind = self.entry["kind"]
+        if kind == "ivfpq":
+            return self._search_pq(queries, k, kwargs, widen)
         if kind == "hnsw":
             ef = int(min(4096, max(HNSW_EF_SEARCH, 2 * k) * widen))
             params = faiss.SearchParametersHNSW(efSearch=ef, **kwargs)
@@ -93,14 +120,82 @@ class Shard:
             params = faiss.SearchParameters(**kwargs) if kwargs else None
         return self.faiss_index.search(queries, k, params=params)
 
+    def _search_pq(
+        self, queries: np.ndarray, k: int, kwargs: dict, widen: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """PQ candidates, re-ranked by their exact similarity (vectors read from the file)."""
+        info = self.entry["params"]
+        if "nlist" in info:
+            nprobe = int(min(info["nlist"], max(1, info["nprobe"]) * widen))
+            params = faiss.SearchParametersIVF(nprobe=nprobe, **kwargs)
+        else:  # a shard too small to train PQ on is a flat index
+            params = faiss.SearchParameters(**kwargs) if kwargs else None
+        sims = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        positions = np.full((len(queries), k), -1, dtype=np.int64)
+        want = min(self.count, rerank_count(k))
+        if want == 0 or k == 0:
+            return sims, positions
+        assert self.vectors is not None, "an ivfpq shard has its vectors"
+        padded = np.pad(queries, ((0, 0), (0, info.get("pad", 0))))
+        _, candidates = self.faiss_index.search(padded, want, params=params)
+        step = max(1, RERANK_BLOCK // max(1, want * self.vectors.shape[1]))
+        for lo in range(0, len(queries), step):  # blocks bound the gathered rows' memory
+            block = candidates[lo : lo + step]
+            rows = np.asarray(self.vectors[np.maximum(block, 0)], dtype=np.float32)
+            exact = np.einsum("qd,qrd->qr", queries[lo : lo + step], rows)
+            exact[block < 0] = -np.inf
+            order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+            top = np.take_along_axis(exact, order, axis=1)
+            sims[lo : lo + step, : top.shape[1]] = top
+            positions[lo : lo + step, : top.shape[1]] = np.where(
+                np.isfinite(top), np.take_along_axis(block, order, axis=1), -1
+            )
+        return sims, positions
+
+
+# ivfpq shards are searched in parallel threads (FAISS and the re-rank release the GIL); one
+# OpenMP thread each, so shards x threads do not oversubscribe the cores; 1 searches them in
+# turn in the caller's thread (bench/index_disk.py measures both)
+SHARD_THREADS = os.cpu_count() or 1
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(
+            max_workers=SHARD_THREADS,
+            thread_name_prefix="flywheel-shard",
+            initializer=faiss.omp_set_num_threads,
+            initargs=(1,),
+        )
+    return _POOL
+
 
 @dataclass
 class Index:
-    """A loaded index: its shards, the scene id at each global position, and its manifest."""
+    """A loaded index: its shards (each with its scene ids) and its manifest."""
 
     shards: list[Shard]
-    scene_ids: np.ndarray
     manifest: dict
+
+    @cached_property
+    def scene_ids(self) -> np.ndarray:
+        """The scene id at each global position (Python strings, made on first use: at 10M
+        scenes they take ~0.7 GB, so a search that only needs its results uses `ids_at`)."""
+        parts = [s.ids.to_numpy(zero_copy_only=False) for s in self.shards]
+        return np.concatenate(parts).astype(object) if parts else np.zeros(0, dtype=object)
+
+    def ids_at(self, positions: np.ndarray) -> np.ndarray:
+        """The scene ids at global `positions` (any shape); None where a position is -1."""
+        positions = np.asarray(positions, dtype=np.int64)
+        out = np.full(positions.shape, None, dtype=object)
+        for shard in self.shards:
+            inside = (positions >= shard.start) & (positions < shard.start + shard.count)
+            if inside.any():
+                local = pa.array(positions[inside] - shard.start)
+                out[inside] = shard.ids.take(local).to_numpy(zero_copy_only=False)
+        return out
 
     @property
     def kind(self) -> str:
@@ -140,12 +235,22 @@ class Index:
         effort widened by `fraction` (see `Shard.search`)."""
         k = max(1, min(int(k), self.count))
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        sims_parts, position_parts = [], []
+        todo = []
         for shard in self.shards:
             part = None if allowed is None else allowed[shard.start : shard.start + shard.count]
             if part is not None and not part.any():
                 continue  # nothing allowed in this shard: skip it
-            sims, positions = shard.search(queries, min(k, shard.count), part, fraction)
+            todo.append((shard, part))
+
+        def one(job: tuple[Shard, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+            shard, part = job
+            return shard.search(queries, min(k, shard.count), part, fraction)
+
+        # other kinds cost microseconds per shard, less than handing the work to a thread
+        parallel = self.kind == "ivfpq" and len(todo) > 1 and SHARD_THREADS > 1
+        results = list(_pool().map(one, todo) if parallel else map(one, todo))
+        sims_parts, position_parts = [], []
+        for (shard, _), (sims, positions) in zip(todo, results, strict=True):
             missing = positions < 0
             if missing.any():
                 sims = np.where(missing, -np.inf, sims)
@@ -234,40 +339,40 @@ def _upgrade(manifest: dict) -> dict:
 
 
 def _load(target: Lake, manifest: dict, reuse: Index | None = None) -> Index:
-    loaded = {
-        s.entry["files"]["index"]: (s.faiss_index, reuse.scene_ids[s.start : s.start + s.count])
-        for s in (reuse.shards if reuse else [])
-    }
-    shards, ids, start = [], [], 0
+    loaded = {s.entry["files"]["index"]: s for s in (reuse.shards if reuse else [])}
+    shards, start = [], 0
     try:
         for entry in manifest["shards"]:
-            name = entry["files"]["index"]
-            if name in loaded:
-                faiss_index, shard_ids = loaded[name]
+            old = loaded.get(entry["files"]["index"])
+            if old is not None:
+                shard = Shard(old.faiss_index, start, entry, old.ids, old.vectors)
             else:
-                faiss_index, shard_ids = _read_shard(target, entry)
-            shards.append(Shard(faiss_index, start, entry))
-            ids.append(shard_ids)
+                shard = _read_shard(target, entry, start)
+            shards.append(shard)
             start += entry["count"]
     except (OSError, RuntimeError, KeyError, ValueError) as exc:
         raise LakeError(
             f"index files in {target.location(INDEX_DIR)} are missing or damaged ({exc}); "
             "rebuild it with `flywheel index --full`"
         ) from exc
-    scene_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=object)
-    return Index(shards, scene_ids, manifest)
+    return Index(shards, manifest)
 
 
-def _read_shard(target: Lake, entry: dict) -> tuple[Any, np.ndarray]:
-    index_file = target.get(f"{INDEX_DIR}/{entry['files']['index']}")
-    ids_file = target.get(f"{INDEX_DIR}/{entry['files']['ids']}")
-    if index_file is None or ids_file is None:
+def _read_shard(target: Lake, entry: dict, start: int) -> Shard:
+    files = {role: target.get(f"{INDEX_DIR}/{name}") for role, name in entry["files"].items()}
+    if any(path is None for path in files.values()):
         raise FileNotFoundError("a file the manifest names is gone")
-    faiss_index = faiss.read_index(str(index_file))
-    shard_ids = pq.read_table(ids_file).column("scene_id").to_pylist()
-    if faiss_index.ntotal != entry["count"] or len(shard_ids) != entry["count"]:
+    vectors = None
+    if "vectors" in files:  # ivfpq: memory-mapped, so only what a search touches is resident
+        faiss_index = faiss.read_index(str(files["index"]), MMAP_FLAGS)
+        vectors = np.load(files["vectors"], mmap_mode="r")
+    else:
+        faiss_index = faiss.read_index(str(files["index"]))
+    shard_ids = pq.read_table(files["ids"]).column("scene_id").combine_chunks()
+    counts = {faiss_index.ntotal, len(shard_ids), *([] if vectors is None else [len(vectors)])}
+    if counts != {entry["count"]}:
         raise ValueError(f"shard {entry['files']['index']} holds the wrong count")
-    return faiss_index, np.asarray(shard_ids, dtype=object)
+    return Shard(faiss_index, start, entry, shard_ids, vectors)
 
 
 def warn(message: str) -> None:

@@ -153,7 +153,7 @@ def test_a_crash_mid_build_keeps_the_old_index(lake_copy, monkeypatch):
     assert loaded.kind == "flat" and loaded.count == 72  # the old index, whole
 
 
-@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw", "ivfpq"])
 def test_every_kind_finds_the_same_neighbours_here(lake_copy, kind):
     miner = mining.open(lake_copy)
     scene = miner.sql("SELECT scene_id FROM scenes ORDER BY scene_id LIMIT 1").scene_id[0]
@@ -166,7 +166,7 @@ def test_every_kind_finds_the_same_neighbours_here(lake_copy, kind):
 def test_auto_kind_by_size():
     assert mining.choose_kind(mining.FLAT_MAX) == "flat"
     assert mining.choose_kind(mining.FLAT_MAX + 1) == "hnsw"
-    with pytest.raises(InputError, match="auto, flat, ivf, hnsw"):
+    with pytest.raises(InputError, match="auto, flat, ivf, hnsw, ivfpq"):
         mining.choose_kind(10, "annoy")
 
 
