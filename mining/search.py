@@ -252,12 +252,22 @@ def knn(
         scores = np.full((nq, want), -np.inf, dtype=np.float32)
         rows = np.full((nq, want), -1, dtype=np.int64)
         graph = np.ones(nq, bool) if local is None else local >= LOCAL_MIN
+        if local is not None and index.kind != "hnsw":
+            # a list scan (IVF) does not stall where a filter empties the query's region: it
+            # searches every query, probing more lists the less of the region passes
+            graph[:] = False
+            level = np.floor(np.log2(np.clip(local, 1e-3, 1.0)))  # fraction rounded down
+            for value in np.unique(level):
+                group = level == value
+                scores[group], rows[group] = _approximate(
+                    catalog, index, queries[group], want, allowed, float(2.0**value)
+                )
         if graph.any():
             fraction = None if local is None else float(local[graph].min())
             scores[graph], rows[graph] = _approximate(
                 catalog, index, queries[graph], want, allowed, fraction
             )
-        if local is not None:
+        if local is not None and index.kind == "hnsw":
             # a thin share of the region passes: the allowed among enough unfiltered
             # neighbours are the nearest allowed ones
             over = ~graph & (local >= OVERFETCH_MIN_SHARE)
