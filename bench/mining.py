@@ -350,11 +350,12 @@ def main() -> None:
     api_recall = recall(api_rows, queries, vectors, gt_sims)
     raw_times = []
     raw_rows = np.full((nq, K), -1, np.int64)
+    to_rows = _search.position_rows(catalog, index)  # ivfpq orders positions by list
     for i, q in enumerate(queries):
         t0 = time.perf_counter()
         _, pos = index.search(q[None, :], K)
         raw_times.append(time.perf_counter() - t0)
-        raw_rows[i] = pos[0]
+        raw_rows[i] = np.where(pos[0] >= 0, to_rows[np.maximum(pos[0], 0)], -1)
     raw_recall = recall(raw_rows, queries, vectors, gt_sims)
     knn_times = []  # the search layer alone (mining.search.knn), without building a DataFrame
     for q in queries:
