@@ -2,7 +2,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-# the lock: exact versions of every package the suite passed on (`make lock` moves them)
+# the lock: exact versions of every package the suite passed on (`make lock` moves them), and
+# of the bench extra's peers that bench/peers.py ran on (docs/performance.md)
 LOCK := constraints.txt
 PIP_INSTALL := $(BIN)/python -m pip install --quiet -c $(LOCK)
 # the demo needs the runtime dependencies only; the tests add the test extras
@@ -16,7 +17,7 @@ CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: demo test lint format docs bench fuzz clean lock
+.PHONY: demo test lint format docs bench bench-peers fuzz clean lock
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required: make PYTHON=/path/to/python3.11"'
@@ -62,6 +63,12 @@ test: lint $(LS_INSTALLED) $(CHROMIUM)
 bench: $(INSTALLED)
 	$(BIN)/python bench/ingest.py
 
+# Flywheel's search beside FAISS, hnswlib, usearch, LanceDB and Qdrant (the bench extra) at 1M
+# scenes (docs/performance.md); numpy is measured with OPENBLAS_CORETYPE unset
+bench-peers: $(INSTALLED)
+	$(PIP_INSTALL) -e '.[bench]'
+	env -u OPENBLAS_CORETYPE $(BIN)/python bench/peers.py
+
 # the long fuzz run (nightly): random mutations of small valid MCAP, bag and db3 files
 fuzz: $(TEST_INSTALLED)
 	FLYWHEEL_FUZZ_EXAMPLES=$${FLYWHEEL_FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest tests/ingest/test_fuzz.py
@@ -72,7 +79,7 @@ lock:
 	rm -rf .venv-lock
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet --upgrade pip
-	.venv-lock/bin/python -m pip install --quiet -e '.[test,s3]'
+	.venv-lock/bin/python -m pip install --quiet -e '.[test,s3,bench]'
 	( echo "# The lock: the versions \`make test\` passed on. Regenerate with \`make lock\`."; \
 	  .venv-lock/bin/python -m pip freeze --exclude-editable | LC_ALL=C sort -f ) > $(LOCK)
 	rm -rf .venv-lock

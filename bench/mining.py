@@ -57,6 +57,8 @@ K = 10
 TARGET_RECALL, TARGET_SPEEDUP, TARGET_FILTERED_RECALL = 0.95, 100.0, 0.99
 TARGET_API_OVERHEAD_MS, TARGET_FIRST_EXTRA_MS = 0.3, 20.0
 TARGET_FILTERED_P50_MS = {35: 3.0, 768: 5.0}  # by width; the wider target applies beyond 35
+# the data's defaults: bench/peers.py rebuilds the same lake and held-out queries from them
+LOGS, SECONDS, QUERIES, NOISE, JITTER, SEED = 24, 300.0, 1000, 0.01, 0.15, 3
 KINEMATIC = (
     "max_speed",
     "mean_speed",
@@ -281,14 +283,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="scenes in the lake")
     parser.add_argument("--out", type=Path, default=Path("bench/out/mining"))
-    parser.add_argument("--logs", type=int, default=24, help="generated source logs")
-    parser.add_argument("--seconds", type=float, default=300.0, help="length of each log")
-    parser.add_argument("--queries", type=int, default=1000, help="unfiltered queries")
+    parser.add_argument("--logs", type=int, default=LOGS, help="generated source logs")
+    parser.add_argument("--seconds", type=float, default=SECONDS, help="length of each log")
+    parser.add_argument("--queries", type=int, default=QUERIES, help="unfiltered queries")
     parser.add_argument("--filtered-queries", type=int, default=200, help="queries per filter")
     parser.add_argument("--baseline-queries", type=int, default=100, help="numpy single queries")
-    parser.add_argument("--noise", type=float, default=0.01, help="embedding noise per dim")
-    parser.add_argument("--jitter", type=float, default=0.15, help="feature lognormal sigma")
-    parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--noise", type=float, default=NOISE, help="embedding noise per dim")
+    parser.add_argument("--jitter", type=float, default=JITTER, help="feature lognormal sigma")
+    parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--dim", type=int, default=0, help="lift the embeddings to this width")
     parser.add_argument("--lift-noise", type=float, default=0.05, help="noise per wide dim")
     parser.add_argument("--kind", default="auto", help="index kind (auto, hnsw, ivfpq, ...)")
