@@ -54,11 +54,14 @@ HNSW_EF_SEARCH = 64
 # k matches that were not the nearest (recall 0.96-0.99, bench/mining.py).
 SELECTOR_MIN_WIDEN = 8.0
 SELECTOR_MAX_WIDEN = 64.0
-# ivfpq: PQ candidates per shard re-ranked exactly, max(k * RERANK_FACTOR, RERANK_MIN). At 1M
-# scenes (dim 35, 18-byte codes, nprobe = nlist/16) 100 candidates gave recall@10 0.985 and 400
-# gave 0.998 for +0.05 ms; the re-rank reads one row of the vectors file per candidate.
-RERANK_FACTOR = 20
+# ivfpq: PQ candidates per shard re-ranked exactly, k * RERANK_FACTOR within [RERANK_MIN,
+# RERANK_MAX]. At 1M scenes (dim 35, 18-byte codes, nprobe = nlist/16) 100 candidates gave
+# recall@10 0.985 and 400 gave 0.998 for +0.05 ms; at dim 768 (128-byte codes) 200 gave 0.84,
+# 500 0.955 and 1,000 0.997 at 3.7-6.6 ms (bench/mining.py --dim 768, neighbours within 0.001
+# of each other in cosine). The re-rank reads one row of the vectors file per candidate.
+RERANK_FACTOR = 100
 RERANK_MIN = 200
+RERANK_MAX = 2_000
 RERANK_BLOCK = 8_000_000  # floats of candidate vectors gathered at once (32 MB)
 # ivfpq shard files are memory-mapped: the FAISS lists (read-only) and the vectors file
 MMAP_FLAGS = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
@@ -66,7 +69,7 @@ MMAP_FLAGS = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
 
 def rerank_count(k: int) -> int:
     """How many PQ candidates an ivfpq shard re-ranks exactly for a top `k`."""
-    return max(k * RERANK_FACTOR, RERANK_MIN)
+    return max(min(k * RERANK_FACTOR, RERANK_MAX), RERANK_MIN, k)
 
 
 @dataclass
@@ -108,6 +111,12 @@ class Shard:
                 widen = min(SELECTOR_MAX_WIDEN, 2.0 / max(fraction, 1e-6))
         kind = self.entry["kind"]
         if kind == "ivfpq":
+            if allowed is not None and "nlist" in self.entry["params"]:
+                # lists probed find the neighbours as without a filter; the allowed share of
+                # them must still fill the re-rank: widen by candidates, not by 2/fraction
+                info = self.entry["params"]
+                probed = max(1, info["nprobe"]) * self.count / max(1, info["nlist"])
+                widen = max(1.0, rerank_count(k) / (probed * max(fraction or 0.0, 1e-6)))
             return self._search_pq(queries, k, kwargs, widen)
         if kind == "hnsw":
             ef = int(min(4096, max(HNSW_EF_SEARCH, 2 * k) * widen))

@@ -30,10 +30,10 @@ from mining.catalog import Catalog
 from mining.index import Index, best
 
 # A filtered search scans the allowed vectors exactly up to this many numbers (100k scenes at
-# dim 35: ~1-2 ms a query over vectors gathered once; 4.5k scenes at dim 768); beyond, it is
+# dim 35: ~1-2 ms a query over vectors gathered once; 13k scenes at dim 768); beyond, it is
 # planned per query from its neighbourhood.
 EXACT_FILTERED_MAX = 100_000
-EXACT_FILTERED_VALUES = EXACT_FILTERED_MAX * 35
+EXACT_FILTERED_VALUES = 10_000_000  # 13k scenes at dim 768: ~3-5 ms a query
 # The unfiltered neighbours a filtered query looks at to see how much of its region passes,
 # and the share below which a selector search is not trusted (HNSW with an ID selector gave
 # recall@10 of 0 for queries whose region a correlated filter excludes, bench/mining.py).
@@ -49,7 +49,7 @@ OVERFETCH_MAX = 2048
 FILTERED_CACHE_BYTES = 512 * 2**20
 # A filter allowing at most this many numbers (rows x dim) has its vectors gathered into one
 # array at its first exact scan; a broader one is scanned in place.
-GATHER_MAX_VALUES = 100_000 * 35
+GATHER_MAX_VALUES = EXACT_FILTERED_VALUES
 # Queries times vectors per block of an exact scan (~64 MB of float32 similarities).
 BLOCK = 16_000_000
 
