@@ -60,8 +60,10 @@ SELECTOR_MAX_WIDEN = 64.0
 RERANK_FACTOR = 20
 RERANK_MIN = 200
 RERANK_BLOCK = 8_000_000  # floats of candidate vectors gathered at once (32 MB)
-# ivfpq shard files are memory-mapped: the FAISS lists (read-only) and the vectors file
-MMAP_FLAGS = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
+# ivfpq shard files are memory-mapped: the FAISS lists and the vectors file. IO_FLAG_MMAP_IFC
+# maps the lists in place as ArrayInvertedLists; IO_FLAG_MMAP's OnDiskInvertedLists was 6-10x
+# slower to search here (1.2 against 0.19 ms per query and 50k-vector shard), as resident.
+MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC
 
 
 def rerank_count(k: int) -> int:
