@@ -25,6 +25,7 @@ Measured:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
 import json
 import os
@@ -97,10 +98,12 @@ def ground_truth(lake: str, queries_file: str, out_file: str) -> None:
     np.savez(out_file, sims=best_sims, ids=best_ids.astype(str))
 
 
-def search(lake: str, queries_file: str, out_file: str) -> None:
+def search(lake: str, queries_file: str, out_file: str, rerank: str) -> None:
     """Load the index alone and search one query at a time; memory, latency, results."""
     import mining.index as index_module
 
+    if rerank:  # "FACTOR,MIN": candidates re-ranked per shard, max(k * FACTOR, MIN)
+        index_module.RERANK_FACTOR, index_module.RERANK_MIN = map(int, rerank.split(","))
     report: dict = {"start": status()}
     started = time.perf_counter()
     index = index_module.load_index(lake)
@@ -120,6 +123,7 @@ def search(lake: str, queries_file: str, out_file: str) -> None:
         ids = index.ids_at(np.array(found))
         runs[label] = {"seconds": seconds, "ids": ids.astype(str).tolist(), "after": status()}
     report["runs"] = runs
+    report["rerank"] = index_module.rerank_count(K)
     # the re-rank from float16 vectors (half the file), on the same candidates: recall only
     for shard in index.shards:
         shard.vectors = np.asarray(shard.vectors, dtype=np.float16)
@@ -157,7 +161,10 @@ def main() -> None:
     parser.add_argument("--skip-cluster", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("/tmp/flywheel-bench-index"))
     parser.add_argument("--ground-truth", nargs=3, help=argparse.SUPPRESS)
-    parser.add_argument("--search", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--search", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--rerank", default="", help="FACTOR,MIN of the re-rank (default: mining.index's)"
+    )
     args = parser.parse_args()
     if args.ground_truth:
         return ground_truth(*args.ground_truth)
@@ -170,6 +177,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     seeds = scale.seed_embeddings(out, scale.make_logs(out / "logs", 4, 120.0))
+    seeds = seeds[np.lexsort(seeds.T)]  # the lake's SQL gives no order: the queries need one
     console.print(f"{len(seeds)} real scene embeddings of dim {seeds.shape[1]} as seeds")
 
     lake = out / f"vectors-{args.n}"
@@ -207,7 +215,8 @@ def main() -> None:
     queries = held_out(seeds, args.queries)
     queries_file = out / f"queries-{args.queries}.npy"
     np.save(queries_file, queries)
-    truth_file = out / f"truth-{args.n}-{args.queries}.npz"
+    digest = hashlib.sha256(queries.tobytes()).hexdigest()[:12]
+    truth_file = out / f"truth-{args.n}-{digest}.npz"  # of these queries
     if not truth_file.exists():
         started = time.perf_counter()
         # a current numpy at full speed: both unset together (/work/.library/env/README.md)
@@ -217,7 +226,7 @@ def main() -> None:
     truth = np.load(truth_file)["ids"]
 
     report_file = out / "search.json"
-    run_child("search", str(lake), str(queries_file), str(report_file), env=env)
+    run_child("search", str(lake), str(queries_file), str(report_file), args.rerank, env=env)
     report = json.loads(report_file.read_text())
 
     def mib(b: float) -> str:
@@ -234,7 +243,7 @@ def main() -> None:
     table.add_row(
         "shard params",
         f"nlist {params['nlist']}, nprobe {params['nprobe']}, m {params['m']}x{params['nbits']}"
-        f" bits, pad {params['pad']}, re-rank {max(K * 20, 200)}",
+        f" bits, pad {params['pad']}, re-rank {report['rerank']} per shard",
         "",
         "",
     )
@@ -247,7 +256,8 @@ def main() -> None:
     table.add_row("load", f"{report['load_seconds']:.1f} s", "", "")
     table.add_row(
         "resident after load",
-        f"VmRSS {mib(report['loaded']['VmRSS'])} (file-backed {mib(report['loaded']['RssFile'])})",
+        f"VmRSS {mib(report['loaded']['VmRSS'])} (anon {mib(report['loaded']['RssAnon'])}, "
+        f"file-backed {mib(report['loaded']['RssFile'])})",
         "",
         "",
     )
@@ -257,8 +267,8 @@ def main() -> None:
         rec = recall(run["ids"], truth)
         table.add_row(
             f"resident after {len(ms)} queries ({label})",
-            f"VmRSS {mib(after['VmRSS'])} (file {mib(after['RssFile'])}), "
-            f"VmHWM {mib(after['VmHWM'])}",
+            f"VmRSS {mib(after['VmRSS'])} (anon {mib(after['RssAnon'])}, file-backed "
+            f"{mib(after['RssFile'])}), VmHWM {mib(after['VmHWM'])}",
             "<= 1.5 GiB",
             mark(after["VmHWM"] <= GOALS["resident"]),
         )
