@@ -507,7 +507,7 @@ def _make_pq(vectors: np.ndarray, dim: int) -> tuple[Any, dict, np.ndarray]:
     nlist = int(max(1, min(4 * np.sqrt(n), n // PQ_TRAIN_PER_LIST)))
     quantizer = faiss.IndexFlatIP(d)
     index = faiss.IndexIVFPQ(quantizer, d, nlist, m, PQ_BITS, faiss.METRIC_INNER_PRODUCT)
-    index.pq.cp.niter = PQ_ITERATIONS  # 25 took 2.5x as long (bench/index_disk.py)
+    index.pq.cp.niter = PQ_ITERATIONS  # FAISS's 25 took 2.5x as long here
     rng = np.random.default_rng(0)
     sample = x[np.sort(rng.choice(n, min(n, PQ_TRAIN_PER_LIST * nlist), replace=False))]
     index.train(sample)

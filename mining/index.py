@@ -31,6 +31,7 @@ Scenes ingested after a build are not in the index; the search covers them exact
 from __future__ import annotations
 
 import json
+import mmap
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -54,22 +55,28 @@ HNSW_EF_SEARCH = 64
 # k matches that were not the nearest (recall 0.96-0.99, bench/mining.py).
 SELECTOR_MIN_WIDEN = 8.0
 SELECTOR_MAX_WIDEN = 64.0
-# ivfpq: PQ candidates per shard re-ranked exactly, k * RERANK_FACTOR within [RERANK_MIN,
-# RERANK_MAX]. At 1M scenes (dim 35, 18-byte codes, nprobe = nlist/16) 100 candidates gave
-# recall@10 0.985 and 400 gave 0.998 for +0.05 ms; at dim 768 (128-byte codes) 200 gave 0.84,
-# 500 0.955 and 1,000 0.997 at 3.7-6.6 ms (bench/mining.py --dim 768, neighbours within 0.001
-# of each other in cosine). The re-rank reads one row of the vectors file per candidate.
-RERANK_FACTOR = 100
+# ivfpq: PQ candidates per shard re-ranked exactly: k * RERANK_FACTOR at codes of 2 dims per
+# byte, more for coarser codes, within [RERANK_MIN, RERANK_MAX]. At 1M scenes (dim 35, 18-byte
+# codes, nprobe = nlist/16) 100 candidates gave recall@10 0.985 and 400 0.998 for +0.05 ms; at
+# 10M in shards of 2M, 200 gave 1.000 (docs/scaling.md). At dim 768 (128-byte codes, 6 dims per
+# byte) 200 gave 0.84, 500 0.955 and 1,000 0.997 at 3.7-6.6 ms (bench/mining.py --dim 768,
+# neighbours within 0.001 of each other in cosine): hence the factor grows as (dims/2)^1.5.
+# The re-rank reads one row of the vectors file per candidate.
+RERANK_FACTOR = 20
 RERANK_MIN = 200
 RERANK_MAX = 2_000
 RERANK_BLOCK = 8_000_000  # floats of candidate vectors gathered at once (32 MB)
-# ivfpq shard files are memory-mapped: the FAISS lists (read-only) and the vectors file
-MMAP_FLAGS = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY
+# ivfpq shard files are memory-mapped: the FAISS lists and the vectors file. IO_FLAG_MMAP_IFC
+# maps the lists in place as ArrayInvertedLists; IO_FLAG_MMAP's OnDiskInvertedLists was 6-10x
+# slower to search here (1.2 against 0.19 ms per query and 50k-vector shard), as resident.
+MMAP_FLAGS = faiss.IO_FLAG_MMAP_IFC
 
 
-def rerank_count(k: int) -> int:
-    """How many PQ candidates an ivfpq shard re-ranks exactly for a top `k`."""
-    return max(min(k * RERANK_FACTOR, RERANK_MAX), RERANK_MIN, k)
+def rerank_count(k: int, dims_per_byte: float = 2.0) -> int:
+    """How many PQ candidates an ivfpq shard re-ranks exactly for a top `k`, with codes of
+    `dims_per_byte` dimensions per byte."""
+    factor = RERANK_FACTOR * max(1.0, dims_per_byte / 2.0) ** 1.5
+    return int(max(min(k * factor, RERANK_MAX), RERANK_MIN, k))
 
 
 @dataclass
@@ -116,7 +123,8 @@ class Shard:
                 # them must still fill the re-rank: widen by candidates, not by 2/fraction
                 info = self.entry["params"]
                 probed = max(1, info["nprobe"]) * self.count / max(1, info["nlist"])
-                widen = max(1.0, rerank_count(k) / (probed * max(fraction or 0.0, 1e-6)))
+                wanted = rerank_count(k, self.dims_per_byte)
+                widen = max(1.0, wanted / (probed * max(fraction or 0.0, 1e-6)))
             return self._search_pq(queries, k, kwargs, widen)
         if kind == "hnsw":
             ef = int(min(4096, max(HNSW_EF_SEARCH, 2 * k) * widen))
@@ -128,6 +136,19 @@ class Shard:
         else:
             params = faiss.SearchParameters(**kwargs) if kwargs else None
         return self.faiss_index.search(queries, k, params=params)
+
+    @property
+    def dims_per_byte(self) -> float:
+        """How coarse an ivfpq shard's codes are: dimensions (padded) per code byte."""
+        info = self.entry["params"]
+        if "m" not in info:
+            return 2.0
+        return (
+            (int(self.entry["dim"]) + int(info.get("pad", 0)))
+            / int(info["m"])
+            * 8
+            / int(info.get("nbits", 8))
+        )
 
     def _search_pq(
         self, queries: np.ndarray, k: int, kwargs: dict, widen: float
@@ -141,7 +162,7 @@ class Shard:
             params = faiss.SearchParameters(**kwargs) if kwargs else None
         sims = np.full((len(queries), k), -np.inf, dtype=np.float32)
         positions = np.full((len(queries), k), -1, dtype=np.int64)
-        want = min(self.count, rerank_count(k))
+        want = min(self.count, rerank_count(k, self.dims_per_byte))
         if want == 0 or k == 0:
             return sims, positions
         assert self.vectors is not None, "an ivfpq shard has its vectors"
@@ -151,6 +172,7 @@ class Shard:
         for lo in range(0, len(queries), step):  # blocks bound the gathered rows' memory
             block = candidates[lo : lo + step]
             rows = np.asarray(self.vectors[np.maximum(block, 0)], dtype=np.float32)
+            _unmap(self.vectors)
             exact = np.einsum("qd,qrd->qr", queries[lo : lo + step], rows)
             exact[block < 0] = -np.inf
             order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
@@ -160,6 +182,16 @@ class Shard:
                 np.isfinite(top), np.take_along_axis(block, order, axis=1), -1
             )
         return sims, positions
+
+
+def _unmap(vectors: np.ndarray) -> None:
+    """Drop a memory-mapped file's pages from this process once read. The kernel maps 64 KiB
+    around each row a re-rank touches (fault-around), so without this 300 queries at 10M
+    scenes mapped the whole vectors file (VmRSS 1.9 GiB, 0.7 GiB with it); the pages stay in
+    the page cache (shared, evictable), and a later read maps them again at no disk cost."""
+    mapped = getattr(vectors, "_mmap", None)
+    if isinstance(mapped, mmap.mmap):
+        mapped.madvise(mmap.MADV_DONTNEED)
 
 
 # ivfpq shards are searched in parallel threads (FAISS and the re-rank release the GIL); one
