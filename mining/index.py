@@ -101,6 +101,7 @@ class Shard:
         k: int,
         allowed: np.ndarray | None,
         fraction: float | None = None,
+        rough: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top `k` (similarities, local positions); `allowed` (bool per position) is applied
         inside FAISS as an ID selector, with the search effort widened to match: by
@@ -125,7 +126,7 @@ class Shard:
                 probed = max(1, info["nprobe"]) * self.count / max(1, info["nlist"])
                 wanted = rerank_count(k, self.dims_per_byte)
                 widen = max(1.0, wanted / (probed * max(fraction or 0.0, 1e-6)))
-            return self._search_pq(queries, k, kwargs, widen)
+            return self._search_pq(queries, k, kwargs, widen, rough)
         if kind == "hnsw":
             ef = int(min(4096, max(HNSW_EF_SEARCH, 2 * k) * widen))
             params = faiss.SearchParametersHNSW(efSearch=ef, **kwargs)
@@ -151,9 +152,10 @@ class Shard:
         )
 
     def _search_pq(
-        self, queries: np.ndarray, k: int, kwargs: dict, widen: float
+        self, queries: np.ndarray, k: int, kwargs: dict, widen: float, rough: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """PQ candidates, re-ranked by their exact similarity (vectors read from the file)."""
+        """PQ candidates, re-ranked by their exact similarity (vectors read from the file);
+        `rough`: the PQ's own top k, not re-ranked (similarities approximate)."""
         info = self.entry["params"]
         if "nlist" in info:
             nprobe = int(min(info["nlist"], max(1, info["nprobe"]) * widen))
@@ -165,6 +167,11 @@ class Shard:
         want = min(self.count, rerank_count(k, self.dims_per_byte))
         if want == 0 or k == 0:
             return sims, positions
+        if rough:  # an eighth of the lists: enough to see what the neighbourhood holds
+            if "nlist" in info:
+                params = faiss.SearchParametersIVF(nprobe=max(1, int(info["nprobe"]) // 8))
+            padded = np.pad(queries, ((0, 0), (0, info.get("pad", 0))))
+            return self.faiss_index.search(padded, k, params=params)
         assert self.vectors is not None, "an ivfpq shard has its vectors"
         padded = np.pad(queries, ((0, 0), (0, info.get("pad", 0))))
         _, candidates = self.faiss_index.search(padded, want, params=params)
@@ -270,10 +277,12 @@ class Index:
         k: int,
         allowed: np.ndarray | None = None,
         fraction: float | None = None,
+        rough: bool = False,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top `k` (similarities, positions) per query, best first; -1 (and -inf) where fewer
         were found. `allowed` (bool per position) restricts the search inside FAISS, with the
-        effort widened by `fraction` (see `Shard.search`)."""
+        effort widened by `fraction` (see `Shard.search`). `rough`: compressed kinds skip
+        their exact re-rank (a cheap look at a query's neighbourhood)."""
         k = max(1, min(int(k), self.count))
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         todo = []
@@ -285,7 +294,7 @@ class Index:
 
         def one(job: tuple[Shard, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
             shard, part = job
-            return shard.search(queries, min(k, shard.count), part, fraction)
+            return shard.search(queries, min(k, shard.count), part, fraction, rough)
 
         # other kinds cost microseconds per shard, less than handing the work to a thread
         parallel = self.kind == "ivfpq" and len(todo) > 1 and SHARD_THREADS > 1

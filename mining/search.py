@@ -298,13 +298,13 @@ def _overfetch(catalog, index, queries, want, allowed, share):
 
 def _local_share(catalog, index, queries, allowed) -> np.ndarray:
     """Per query, the share of its PROBE unfiltered nearest scenes that `allowed` lets in."""
-    _, rows = _approximate(catalog, index, queries, PROBE, None)
+    _, rows = _approximate(catalog, index, queries, PROBE, None, rough=True)
     seen = rows >= 0
     passed = np.where(seen, allowed[np.maximum(rows, 0)], False)
     return passed.sum(axis=1) / np.maximum(seen.sum(axis=1), 1)
 
 
-def _approximate(catalog, index, queries, want, allowed, fraction=None):
+def _approximate(catalog, index, queries, want, allowed, fraction=None, rough=False):
     positions_to_rows = position_rows(catalog, index)
     tail = tail_rows(catalog, index)
     if allowed is None:
@@ -314,7 +314,7 @@ def _approximate(catalog, index, queries, want, allowed, fraction=None):
         selector = Filtered.of(catalog, allowed).selector(catalog, index)
         stale = 0  # stale positions are outside the selector
         tail = tail[allowed[tail]]
-    sims, positions = index.search(queries, want + stale, selector, fraction)
+    sims, positions = index.search(queries, want + stale, selector, fraction, rough)
     rows = np.where(positions >= 0, positions_to_rows[np.maximum(positions, 0)], -1)
     sims_parts, rows_parts = [np.where(rows >= 0, sims, -np.inf)], [rows]
     if len(tail):
