@@ -86,7 +86,7 @@ def _walk(folder: str, rel: str, folders: list, found: list) -> None:
     if not stamp:
         return
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        entries = list(os.scandir(folder))  # in any order: _list sorts what is found
     except (FileNotFoundError, NotADirectoryError):
         return
     for entry in entries:

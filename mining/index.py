@@ -158,7 +158,10 @@ class Shard:
         `rough`: the PQ's own top k, not re-ranked (similarities approximate)."""
         info = self.entry["params"]
         if "nlist" in info:
-            nprobe = int(min(info["nlist"], max(1, info["nprobe"]) * widen))
+            if rough:  # an eighth of the lists: enough to see what the neighbourhood holds
+                nprobe = max(1, int(info["nprobe"]) // 8)
+            else:
+                nprobe = int(min(info["nlist"], max(1, info["nprobe"]) * widen))
             params = faiss.SearchParametersIVF(nprobe=nprobe, **kwargs)
         else:  # a shard too small to train PQ on is a flat index
             params = faiss.SearchParameters(**kwargs) if kwargs else None
@@ -167,13 +170,10 @@ class Shard:
         want = min(self.count, rerank_count(k, self.dims_per_byte))
         if want == 0 or k == 0:
             return sims, positions
-        if rough:  # an eighth of the lists: enough to see what the neighbourhood holds
-            if "nlist" in info:
-                params = faiss.SearchParametersIVF(nprobe=max(1, int(info["nprobe"]) // 8))
-            padded = np.pad(queries, ((0, 0), (0, info.get("pad", 0))))
+        padded = np.pad(queries, ((0, 0), (0, info.get("pad", 0))))
+        if rough:
             return self.faiss_index.search(padded, k, params=params)
         assert self.vectors is not None, "an ivfpq shard has its vectors"
-        padded = np.pad(queries, ((0, 0), (0, info.get("pad", 0))))
         _, candidates = self.faiss_index.search(padded, want, params=params)
         step = max(1, RERANK_BLOCK // max(1, want * self.vectors.shape[1]))
         for lo in range(0, len(queries), step):  # blocks bound the gathered rows' memory

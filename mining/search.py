@@ -65,21 +65,25 @@ def exact(
     rows: np.ndarray,
     k: int,
     rows_of: np.ndarray | None = None,
+    in_place: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top k (similarities, rows) of `queries` among `vectors[rows]`; -1 pads. With
     `rows_of`, `vectors` is already the gathered subset (`rows` all of it) and the rows
-    returned are `rows_of[...]`."""
+    returned are `rows_of[...]`. With `in_place`, `vectors` is read where it is: every row is
+    scored, then the similarities of `rows` picked (no copy of the vectors)."""
     nq = len(queries)
     k_eff = min(k, len(rows))
     scores = np.full((nq, k), -np.inf, dtype=np.float32)
     found = np.full((nq, k), -1, dtype=np.int64)
     if k_eff == 0 or nq == 0:
         return scores, found
-    subset = vectors if rows_of is not None else vectors[rows]
+    subset = vectors if rows_of is not None or in_place else vectors[rows]
     names = rows_of if rows_of is not None else rows
-    step = max(1, BLOCK // max(1, len(rows)))
+    step = max(1, BLOCK // max(1, len(subset)))
     for lo in range(0, nq, step):
         sims = queries[lo : lo + step] @ subset.T
+        if in_place:
+            sims = sims[:, rows]
         if k_eff < len(rows):
             top = np.argpartition(-sims, k_eff - 1, axis=1)[:, :k_eff]
         else:
@@ -88,29 +92,6 @@ def exact(
         order = np.argsort(-top_sims, axis=1, kind="stable")
         scores[lo : lo + step, :k_eff] = np.take_along_axis(top_sims, order, axis=1)
         found[lo : lo + step, :k_eff] = names[np.take_along_axis(top, order, axis=1)]
-    return scores, found
-
-
-def masked_exact(
-    queries: np.ndarray, vectors: np.ndarray, rows: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top k (similarities, rows) of `queries` among `vectors[rows]`, reading `vectors`
-    in place (every row is scored, then the similarities of `rows` picked: no copy of the
-    vectors); -1 pads."""
-    nq = len(queries)
-    k_eff = min(k, len(rows))
-    scores = np.full((nq, k), -np.inf, dtype=np.float32)
-    found = np.full((nq, k), -1, dtype=np.int64)
-    if k_eff == 0 or nq == 0:
-        return scores, found
-    step = max(1, BLOCK // max(1, len(vectors)))
-    for lo in range(0, nq, step):
-        sims = (queries[lo : lo + step] @ vectors.T)[:, rows]
-        top = np.argpartition(-sims, k_eff - 1, axis=1)[:, :k_eff]
-        top_sims = np.take_along_axis(sims, top, axis=1)
-        order = np.argsort(-top_sims, axis=1, kind="stable")
-        scores[lo : lo + step, :k_eff] = np.take_along_axis(top_sims, order, axis=1)
-        found[lo : lo + step, :k_eff] = rows[np.take_along_axis(top, order, axis=1)]
     return scores, found
 
 
@@ -169,7 +150,7 @@ class Filtered:
         if len(self.rows) * self.catalog.dim > GATHER_MAX_VALUES:
             # a broad filter is scanned in place: copying 600k rows cost 200 ms here (fresh
             # memory faults in), ten times a scan of every row
-            return masked_exact(queries, self.catalog.vectors, self.rows, k)
+            return exact(queries, self.catalog.vectors, self.rows, k, in_place=True)
         return exact(queries, self.vectors, np.arange(len(self.rows)), k, rows_of=self.rows)
 
 
